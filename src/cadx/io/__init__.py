@@ -1,0 +1,1 @@
+"""Readers and writers: slides, annotations, tile-coordinate files, pyramidal TIFFs."""
