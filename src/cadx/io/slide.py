@@ -74,7 +74,7 @@ class SlideReader(abc.ABC):
 
     def level_mpp(self, level: int) -> float:
         """Resolution of ``level`` in microns per pixel, from the file's own downsample."""
-        return self.mpp * self.level_downsamples[self._check_level(level)]
+        return self.mpp * self.level_downsamples[self.check_level(level)]
 
     def read_region(
         self, location_xy: Sequence[int], level: int, size_wh: Sequence[int]
@@ -101,7 +101,7 @@ class SlideReader(abc.ABC):
             If the region lies entirely outside the slide, the size is not positive, or the file
             cannot be decoded there (a truncated or corrupt file).
         """
-        level = self._check_level(level)
+        level = self.check_level(level)
         x, y = (int(v) for v in location_xy)
         w, h = (int(v) for v in size_wh)
         if w <= 0 or h <= 0:
@@ -175,7 +175,8 @@ class SlideReader(abc.ABC):
             "objective_power": self.properties.get("openslide.objective-power"),
         }
 
-    def _check_level(self, level: int) -> int:
+    def check_level(self, level: int) -> int:
+        """Return ``level`` as an int, or raise :class:`SlideError` if the slide lacks it."""
         if not 0 <= int(level) < self.level_count:
             raise SlideError(self.path, f"level {level} does not exist (the slide has {self.level_count})")
         return int(level)
