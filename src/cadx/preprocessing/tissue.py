@@ -106,7 +106,10 @@ def tissue_mask(
     if median_size_px > 1:
         sat = ndi.median_filter(sat, size=median_size_px)
     not_black = val > black_value_max
-    candidates = sat[not_black]
+    # H&E hues are pink-purple (hue > 0.7 or < 0.1); ink is green, cyan or blue.
+    ink_hue = (hue > 0.18) & (hue < 0.68)
+    # Otsu separates glass from tissue: leave out the third class, strongly saturated ink.
+    candidates = sat[not_black & ~(ink_hue & (sat > 0.5))]
     method = "fixed"
     threshold = fixed_saturation
     if candidates.size and np.ptp(candidates) > 1e-3:
@@ -120,13 +123,13 @@ def tissue_mask(
         inside = sat[mask]
         if np.ptp(inside) > 1e-3:
             pen_threshold = float(threshold_otsu(inside))
-            # H&E hues are pink-purple (hue > 0.7 or < 0.1); ink is green, cyan or blue.
-            ink_hue = (hue > 0.18) & (hue < 0.68)
             mask &= ~(ink_hue & (sat > pen_threshold))
 
     radius_px = int(round(close_radius_um / mpp))
     if radius_px > 0:
-        mask = ndi.binary_closing(mask, structure=morphology.disk(radius_px), border_value=0)
+        # Pad so that tissue touching the image edge is not eroded by the closing.
+        padded = np.pad(mask, radius_px, mode="edge")
+        mask = ndi.binary_closing(padded, structure=morphology.disk(radius_px))[radius_px:-radius_px, radius_px:-radius_px]
     min_obj_px = int(round(min_object_um2 / mpp**2))
     if min_obj_px > 0:
         mask = morphology.remove_small_objects(mask, max_size=min_obj_px)

@@ -192,13 +192,18 @@ def make_layout(
     centres = []
     for i in range(n_pieces):
         radius = short * rng.uniform(0.22, 0.3) / (1.0 + 0.35 * (n_pieces - 1))
-        for _ in range(50):
+        for _ in range(200):
             cx = rng.uniform(radius * 1.35, w - radius * 1.35)
             cy = rng.uniform(radius * 1.35, h - radius * 1.35)
-            if all(np.hypot(cx - px, cy - py) > (radius + pr) * 0.9 for px, py, pr in centres):
+            # Separate sections: blobs reach 1.3 radii at most; keep a gap of glass between them.
+            if all(np.hypot(cx - px, cy - py) > (radius + pr) * 1.4 for px, py, pr in centres):
+                break
+        else:
+            if centres:  # no room for another separate section
                 break
         centres.append((cx, cy, radius))
         tissue.append(blob(rng, (cx, cy), radius, roughness=0.18, aspect=rng.uniform(0.75, 1.33), n_vertices=160))
+    n_pieces = len(tissue)
 
     lesions: list[Lesion] = []
     if tumor:

@@ -92,11 +92,13 @@ def _nuclei(
     lx = np.arange(bx, ix.max() + 2)
     ly = np.arange(by, iy.max() + 2)
     LX, LY = lx[None, :], ly[:, None]
-    exists_u, off_x, off_y, rad_u, ang_u, h_u = (_hash01(LX, LY, seed * 7 + k).astype(np.float32) for k in range(6))
+    exists_u, off_x, off_y, rad_u, ang_u, h_u, el_u = (
+        _hash01(LX, LY, seed * 8 + k).astype(np.float32) for k in range(7)
+    )
     cx_all = ((LX + off_x) * cell_px).astype(np.float32)
     cy_all = ((LY + off_y) * cell_px).astype(np.float32)
     rad_all = (radius_px[0] + (radius_px[1] - radius_px[0]) * rad_u).astype(np.float32)
-    el = (elongation[0] + (elongation[1] - elongation[0]) * rad_u[::-1, ::-1]).astype(np.float32)
+    el = (elongation[0] + (elongation[1] - elongation[0]) * el_u).astype(np.float32)
     ang = (ang_u * np.pi).astype(np.float32)
     cos_el, sin_el = np.cos(ang) / el, np.sin(ang) / el
     cos_el2, sin_el2 = cos_el * el * el, sin_el * el * el
