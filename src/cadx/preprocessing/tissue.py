@@ -4,7 +4,8 @@ The method of the CAMELYON16 seed: glass is grey (low saturation), H&E tissue is
 (saturated). Black areas (scanner borders, black ink) are removed by value; coloured ink is removed
 by a second Otsu threshold inside the first mask restricted to non-H&E hues. A morphological close
 joins fragments; objects and holes below an area in um2 are dropped. A fixed saturation threshold
-takes over where Otsu has nothing to separate (all glass, or all tissue).
+takes over where Otsu has nothing to separate (all glass, or all tissue): Otsu is kept only when
+the mean saturation below it is glass-like and above it tissue-like (either side of the fixed one).
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-#: Below this, an Otsu saturation threshold means "nothing to separate": use the fixed threshold.
-MIN_OTSU_SATURATION = 0.04
-
 
 @dataclass(frozen=True)
 class TissueMask:
@@ -114,7 +111,10 @@ def tissue_mask(
     threshold = fixed_saturation
     if candidates.size and np.ptp(candidates) > 1e-3:
         otsu = float(threshold_otsu(candidates))
-        if otsu >= MIN_OTSU_SATURATION:
+        low, high = candidates[candidates <= otsu], candidates[candidates > otsu]
+        # Otsu is trusted when it splits glass-like from tissue-like saturation; on an all-glass
+        # or all-tissue overview it would split one class in two, so the fixed threshold is used.
+        if low.size and high.size and low.mean() < fixed_saturation < high.mean():
             method, threshold = "otsu", otsu
     mask = (sat > threshold) & not_black
 
