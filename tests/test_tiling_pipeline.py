@@ -1,0 +1,85 @@
+"""Tiling slides into CLAM-layout HDF5 files, with tumour fractions from ASAP annotations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cadx.io.annotations import read_asap_xml
+from cadx.io.coords_h5 import read_coords_h5, write_coords_h5
+from cadx.io.slide import open_slide
+from cadx.preprocessing.masks import rasterize_polygons
+from cadx.wsi.annotation_mask import write_annotation_mask_tiff
+from cadx.wsi.tiling import tile_slide
+
+from .conftest import SVS
+
+
+def test_tile_slide_at_half_micron_with_tumour_fractions(tumor_slide):
+    anns = read_asap_xml(tumor_slide.annotation_path)
+    with open_slide(tumor_slide.path) as s:
+        r = tile_slide(s, target_mpp=0.5, tile_size_px=128, min_tissue=0.5, annotations=anns)
+    assert r.plan.level == 1 and r.plan.read_size_px == 128  # level 1 is 0.486 um/px, within 10%
+    assert r.grid.size_level0_px == 256
+    xy = r.coords_xy
+    assert xy.dtype == np.int64 and (xy % 256 == 0).all()
+    assert (xy >= 0).all() and (xy + 256 <= 4096).all()
+    # Tumour fractions agree with the generator's own lesion polygons, rasterised per tile at level 0.
+    lay = tumor_slide.layout
+    for i in np.argsort(-r.arrays["tumor_fraction"])[:5]:
+        x, y = xy[i]
+        truth = rasterize_polygons(lay.tumor_polygons(), (256, 256), origin_xy=(x, y)).mean()
+        assert r.arrays["tumor_fraction"][i] == pytest.approx(truth, abs=0.05)
+    assert r.arrays["tumor_fraction"].max() > 0.5
+    assert (r.arrays["tissue_fraction"] >= 0.5).all()
+
+
+def test_tiles_cover_the_tissue(tumor_slide):
+    with open_slide(tumor_slide.path) as s:
+        r = tile_slide(s, target_mpp=0.5, tile_size_px=128, min_tissue=0.5)
+    truth = rasterize_polygons([(p, 1) for p in tumor_slide.layout.tissue_xy], (4096 // 256, 4096 // 256),
+                               downsample=256)
+    kept = np.zeros_like(truth)
+    kept[r.coords_xy[:, 1] // 256, r.coords_xy[:, 0] // 256] = 1
+    # Every tile whose centre is in tissue is kept, up to a few at the boundary.
+    assert (truth & ~kept.astype(bool)).sum() <= 0.1 * truth.sum()
+
+
+def test_overlap_and_fixed_level(tumor_slide):
+    with open_slide(tumor_slide.path) as s:
+        r = tile_slide(s, level=0, tile_size_px=256, overlap_px=64, min_tissue=0.9)
+    assert r.grid.stride_level0_px == 192 and r.attrs["patch_level"] == 0
+    assert np.isin(r.coords_xy % 192, [0]).all()
+
+
+def test_h5_round_trip_is_self_describing(tumor_slide, tmp_path):
+    with open_slide(tumor_slide.path) as s:
+        r = tile_slide(s, target_mpp=0.75, tile_size_px=224)  # no level within 10%: level 1, resized
+    path = write_coords_h5(tmp_path / "tumor_001.h5", r.coords_xy, r.attrs, r.arrays)
+    back = read_coords_h5(path)
+    np.testing.assert_array_equal(back.coords_xy, r.coords_xy)
+    for key in ("name", "patch_size", "patch_level", "downsample", "level_dim", "target_mpp", "tile_size_px",
+                "min_tissue", "cadx_version", "tile_size_level0_px"):
+        assert key in back.attrs
+    assert back.attrs["name"] == "tumor_001" and back.attrs["target_mpp"] == 0.75
+    assert back.attrs["patch_size"] == r.plan.read_size_px and r.plan.needs_resize
+    assert back.arrays["tissue_fraction"].shape == (len(r.coords_xy),)
+
+
+def test_real_svs_tiles(tmp_path):
+    with open_slide(SVS) as s:
+        r = tile_slide(s, target_mpp=0.5, tile_size_px=256)
+    assert r.plan.level == 0 and r.plan.read_size_px == 256  # 0.499 um/px
+    assert 30 < len(r.coords_xy) < 100  # 2220 x 2967 px, about half tissue: 8 x 11 candidate tiles
+
+
+def test_annotation_mask_tiff_matches_rasterisation(tumor_slide, tmp_path):
+    anns = read_asap_xml(tumor_slide.annotation_path)
+    out = write_annotation_mask_tiff(tmp_path / "tumor_001_Mask.tif", anns, size_wh=(4096, 4096), mpp=0.243,
+                                     n_levels=4)
+    with open_slide(out) as m:
+        assert m.level_count == 4 and m.mpp == pytest.approx(0.243)
+        lvl3 = m.read_region((0, 0), 3, (512, 512))[:, :, 0]
+    expect = rasterize_polygons(tumor_slide.layout.tumor_polygons(), (512, 512), downsample=8) * 255
+    assert set(np.unique(lvl3)) <= {0, 255}
+    assert (lvl3 != expect).mean() < 0.001
