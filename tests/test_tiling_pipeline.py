@@ -83,3 +83,20 @@ def test_annotation_mask_tiff_matches_rasterisation(tumor_slide, tmp_path):
     expect = rasterize_polygons(tumor_slide.layout.tumor_polygons(), (512, 512), downsample=8) * 255
     assert set(np.unique(lvl3)) <= {0, 255}
     assert (lvl3 != expect).mean() < 0.001
+
+
+def test_tissue_detection_on_the_real_svs():
+    from skimage.color import rgb2hsv
+
+    from cadx.io.resolution import read_overview
+    from cadx.wsi.tissue import detect_tissue
+
+    with open_slide(SVS) as s:
+        tm = detect_tissue(s, mask_mpp=4.0)
+        overview, _ = read_overview(s, 4.0)
+    assert tm.method == "otsu" and tm.mask.shape == overview.shape[:2]
+    sat = rgb2hsv(overview)[:, :, 1]
+    stained, glass = sat > 0.2, sat < 0.04
+    assert tm.mask[stained].mean() > 0.85  # stained tissue is found
+    assert tm.mask[glass].mean() < 0.1  # glass is not
+    assert 0.2 < tm.mask.mean() < 0.7
