@@ -1,0 +1,1 @@
+"""Datasets: tiles read on the fly from slides, class-balanced sampling."""

@@ -1,0 +1,1 @@
+"""Evaluation: the challenge metrics, plots."""

@@ -1,0 +1,1 @@
+"""Inference: predictors (PyTorch, ONNX Runtime), slide heatmaps, detections."""

@@ -1,0 +1,183 @@
+"""Slides to tumour-probability heatmaps.
+
+Tissue tiles are read by a pool of threads (OpenSlide decodes JPEG outside the GIL) a few batches
+ahead of the model, so reading and decoding overlap compute. The result is a grid with one value
+per stride: memory scales with the number of tiles, never with the level-0 area.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cadx import __version__
+from cadx.io.heatmap_h5 import Heatmap
+from cadx.io.resolution import read_tile
+from cadx.io.slide import SlideReader
+from cadx.inference.predictor import Predictor, tta_proba
+from cadx.wsi.tiling import TilingResult, tile_slide
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlidePrediction:
+    """A slide's heatmap plus the tiling and timings behind it."""
+
+    heatmap: Heatmap
+    tiling: TilingResult
+    tile_probs: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _batches(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def predict_slide(
+    slide: SlideReader,
+    predictor: Predictor,
+    *,
+    mpp: float,
+    tile_size_px: int,
+    stride_px: int | None = None,
+    min_tissue: float = 0.25,
+    batch_size: int = 64,
+    tta: bool = False,
+    read_workers: int = 2,
+    prefetch_batches: int = 3,
+    positive_class: int = 1,
+    progress: Any = None,
+) -> SlidePrediction:
+    """Predict every tissue tile of a slide.
+
+    Parameters
+    ----------
+    slide : SlideReader
+    predictor : Predictor
+    mpp, tile_size_px : float, int
+        The tile specification the model was trained with (from its checkpoint).
+    stride_px : int, optional
+        Step between tiles at the tile resolution (default: the tile size; smaller gives a
+        finer heatmap from overlapping tiles).
+    min_tissue : float
+        Minimum tissue fraction of a tile to be predicted.
+    tta : bool
+        Average over the 8 flips/rotations.
+    read_workers, prefetch_batches : int
+        Threads reading tiles, and how many batches they run ahead.
+    progress : callable, optional
+        Called with the number of tiles done after each batch.
+
+    Returns
+    -------
+    SlidePrediction
+    """
+    t0 = time.perf_counter()
+    stride_px = stride_px or tile_size_px
+    tiling = tile_slide(slide, target_mpp=mpp, tile_size_px=tile_size_px, overlap_px=tile_size_px - stride_px,
+                        min_tissue=min_tissue)
+    plan = tiling.plan
+    coords = tiling.coords_xy
+    probs = np.zeros(len(coords), np.float32)
+    t_model = 0.0
+
+    def read_batch(sl: slice) -> np.ndarray:
+        if sl.stop == sl.start:
+            return np.zeros((0, tile_size_px, tile_size_px, 3), np.uint8)
+        return np.stack([read_tile(slide, (int(x), int(y)), plan) for x, y in coords[sl]])
+
+    batches = _batches(len(coords), batch_size)
+    with cf.ThreadPoolExecutor(max_workers=max(1, read_workers)) as pool:
+        pending: deque[tuple[slice, cf.Future[np.ndarray]]] = deque()
+        it = iter(batches)
+        for sl in it:
+            pending.append((sl, pool.submit(read_batch, sl)))
+            if len(pending) >= prefetch_batches:
+                break
+        while pending:
+            sl, fut = pending.popleft()
+            tiles = fut.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(read_batch, nxt)))
+            tm = time.perf_counter()
+            p = tta_proba(predictor, tiles) if tta else predictor.predict_proba(tiles)
+            t_model += time.perf_counter() - tm
+            probs[sl] = p[:, positive_class]
+            if progress is not None:
+                progress(len(tiles))
+
+    grid_h, grid_w = tiling.grid.grid_shape_hw
+    stride0 = tiling.grid.stride_level0_px
+    grid = np.full((grid_h, grid_w), np.nan, np.float32)
+    grid[coords[:, 1] // stride0, coords[:, 0] // stride0] = probs
+    total = time.perf_counter() - t0
+    cfg = predictor.config
+    heatmap = Heatmap(
+        probs=grid,
+        stride_level0_px=stride0,
+        tile_size_level0_px=tiling.grid.size_level0_px,
+        slide_size_wh=slide.dimensions,
+        mpp=slide.mpp,
+        attrs={"slide": slide.name, "slide_path": str(slide.path), "model": cfg.architecture,
+               "model_weights": cfg.weights, "target_mpp": mpp, "tile_size_px": tile_size_px, "stride_px": stride_px,
+               "level": plan.level, "tta": tta, "min_tissue": min_tissue, "cadx_version": __version__},
+    )
+    return SlidePrediction(heatmap, tiling, probs,
+                           {"total": total, "model": t_model, "tiles": len(coords),
+                            "tiles_per_s": len(coords) / total if total else 0.0})
+
+
+def heatmap_overlay(thumbnail: np.ndarray, heatmap: Heatmap, *, alpha: float = 0.55, cmap: str = "jet") -> np.ndarray:
+    """Colour-map the probabilities over an RGB thumbnail; transparent where there is no tissue."""
+    import matplotlib
+
+    from PIL import Image
+
+    h, w = thumbnail.shape[:2]
+    probs = heatmap.probs
+    # Each cell covers stride level-0 px; resize the grid to the part of the thumbnail it covers.
+    sx = w / heatmap.slide_size_wh[0]
+    cover_w = int(round(probs.shape[1] * heatmap.stride_level0_px * sx))
+    cover_h = int(round(probs.shape[0] * heatmap.stride_level0_px * sx))
+    valid = ~np.isnan(probs)
+    rgba = matplotlib.colormaps[cmap](np.nan_to_num(probs, nan=0.0))
+    rgba[..., 3] = valid * alpha
+    layer = np.zeros((h, w, 4), np.float32)
+    up = np.asarray(Image.fromarray((rgba * 255).astype(np.uint8)).resize((max(cover_w, 1), max(cover_h, 1)),
+                                                                         Image.Resampling.NEAREST)).astype(np.float32)
+    # Shift by half a tile minus half a stride so each cell sits over the tile it describes.
+    off = int(round((heatmap.tile_size_level0_px - heatmap.stride_level0_px) / 2 * sx))
+    ch, cw = min(up.shape[0], h - off), min(up.shape[1], w - off)
+    layer[off:off + ch, off:off + cw] = up[:ch, :cw] / 255.0
+    a = layer[..., 3:4]
+    out = thumbnail.astype(np.float32) / 255.0 * (1 - a) + layer[..., :3] * a
+    return (out * 255 + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def write_overlay_png(path: str | Path, slide: SlideReader, heatmap: Heatmap, *, max_size_px: int = 1024,
+                      outlines: list[np.ndarray] | None = None) -> Path:
+    """PNG: heatmap over the thumbnail, optional ground-truth outlines (level-0 polygons) in black."""
+    from PIL import Image, ImageDraw
+
+    from cadx.io.atomic import atomic_path
+
+    thumb = slide.get_thumbnail((max_size_px, max_size_px))
+    img = Image.fromarray(heatmap_overlay(thumb, heatmap))
+    if outlines:
+        s = thumb.shape[1] / slide.dimensions[0]
+        draw = ImageDraw.Draw(img)
+        for poly in outlines:
+            pts = [(float(x) * s, float(y) * s) for x, y in poly]
+            draw.line(pts + pts[:1], fill=(0, 0, 0), width=2)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return Path(path)

@@ -1,0 +1,1 @@
+"""Models: one factory over timm backbones, offline weights, self-describing checkpoints."""

@@ -1,0 +1,92 @@
+"""Tile augmentation and normalisation in numpy (the seed's recipe).
+
+Tiles are ``(H, W, 3)`` uint8 RGB. Geometric: the 8 flips/rotations of the square (dihedral group).
+Colour: brightness, contrast, saturation and hue jitter, as Liu et al. (2017) use for stain
+variation. Translation jitter is applied when the tile is read (see ``cadx.datasets.tiles``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def dihedral(tile: np.ndarray, k: int) -> np.ndarray:
+    """The ``k``-th of the 8 symmetries of the square (k in 0..7): rotation k % 4, flip if k >= 4.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(4).reshape(2, 2)
+    >>> dihedral(t, 1).tolist(), dihedral(t, 4).tolist()
+    ([[1, 3], [0, 2]], [[1, 0], [3, 2]])
+    """
+    out = np.rot90(tile, k % 4, axes=(0, 1))
+    if k >= 4:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+@dataclass(frozen=True)
+class ColorJitter:
+    """Random brightness, contrast, saturation and hue changes, configured once, applied per tile.
+
+    Parameters
+    ----------
+    brightness : float
+        Additive change drawn from [-b, b] (fraction of full scale).
+    contrast, saturation : float
+        Multiplicative factor drawn from [1 - c, 1 + c].
+    hue : float
+        Hue rotation drawn from [-h, h] (fraction of the colour circle).
+    """
+
+    brightness: float = 0.25
+    contrast: float = 0.75
+    saturation: float = 0.25
+    hue: float = 0.04
+
+    def __call__(self, tile: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = tile.astype(np.float32) / 255.0
+        x = x + rng.uniform(-self.brightness, self.brightness)
+        mean = x.mean()
+        x = (x - mean) * rng.uniform(1 - self.contrast, 1 + self.contrast) + mean
+        grey = x.mean(axis=2, keepdims=True)
+        x = (x - grey) * rng.uniform(1 - self.saturation, 1 + self.saturation) + grey
+        if self.hue:
+            x = _rotate_hue(x, rng.uniform(-self.hue, self.hue) * 2 * np.pi)
+        return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _rotate_hue(x: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate colours about the grey axis (a linear hue shift in RGB)."""
+    c, s = np.cos(angle), np.sin(angle)
+    k = 1.0 / 3.0
+    sq = np.sqrt(k)
+    m = np.array(
+        [
+            [c + (1 - c) * k, k * (1 - c) - sq * s, k * (1 - c) + sq * s],
+            [k * (1 - c) + sq * s, c + k * (1 - c), k * (1 - c) - sq * s],
+            [k * (1 - c) - sq * s, k * (1 - c) + sq * s, c + k * (1 - c)],
+        ],
+        dtype=np.float32,
+    )
+    return x @ m.T
+
+
+def to_model_input(tiles: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float32, scaled to [0, 1] then normalised.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = to_model_input(np.full((1, 2, 2, 3), 255, np.uint8), (0.5,) * 3, (0.5,) * 3)
+    >>> x.shape, float(x.max())
+    ((1, 3, 2, 2), 1.0)
+    """
+    x = tiles.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    m = np.asarray(mean, np.float32)[None, :, None, None]
+    s = np.asarray(std, np.float32)[None, :, None, None]
+    return np.ascontiguousarray((x - m) / s)
