@@ -112,7 +112,55 @@ def _annotations_convert(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from cadx.demo import run_demo
 
-    run_demo(args.out, seed=args.seed, size_px=args.size)
+    run_demo(args.out, seed=args.seed, size_px=args.size, n_train=args.train_slides, n_test=args.test_slides,
+             tumor_contrast=args.contrast)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cadx.training.trainer import TrainConfig, train_tile_classifier
+
+    cfg = TrainConfig.from_yaml(args.config)
+    path = train_tile_classifier(cfg)
+    print(f"best checkpoint: {path}")
+    return 0
+
+
+def _predict_slides(args: argparse.Namespace) -> int:
+    from cadx.inference.predictor import load_predictor
+    from cadx.inference.slides import predict_slides
+    from cadx.wsi.tiling import find_slides
+
+    slides = find_slides(args.slides)
+    if not slides:
+        raise CadxError(f"no slides found in {', '.join(args.slides)}")
+    predictor, meta = load_predictor(args.model, backend=args.backend)
+    tile = meta.get("tile") or {}
+    if "mpp" not in tile or "size_px" not in tile:
+        raise CadxError(f"{args.model}: the checkpoint records no tile spec (mpp, size_px)")
+    report = predict_slides(slides, predictor, args.out, tile=tile, stride_px=args.stride, tta=args.tta,
+                            batch_size=args.batch_size, nms_threshold=args.nms_threshold,
+                            nms_radius_um=args.nms_radius_um, mpp_override=args.mpp_override)
+    print(f"predicted {len(report.scores)} of {len(slides)} slides -> {args.out} (slide_scores.csv, <slide>.h5/.png/.csv)")
+    if report.failures:
+        print(f"{len(report.failures)} failed:", file=sys.stderr)
+        for path, why in report.failures:
+            print(f"  {path}: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _evaluate_camelyon(args: argparse.Namespace) -> int:
+    from cadx.evaluation.report import evaluate_camelyon
+
+    m = evaluate_camelyon(args.pred, args.truth, out_dir=args.out, threshold=args.threshold)
+    print(f"slides {m['slides']} ({m['tumor_slides']} tumour)  slide AUC {m['slide_auc']:.3f} "
+          f"(95% CI {m['slide_auc_ci95'][0]:.3f}-{m['slide_auc_ci95'][1]:.3f})  "
+          f"sens/spec@{args.threshold} {m['slide_sensitivity']:.2f}/{m['slide_specificity']:.2f}")
+    print(f"FROC {m['froc']:.3f}  " + "  ".join(f"{k} FP: {v:.3f}" for k, v in m["froc_sensitivities"].items()))
+    if "tile_auc" in m:
+        print(f"tile AUC {m['tile_auc']:.3f}  sensitivity {m['tile_sensitivity']:.3f}  specificity {m['tile_specificity']:.3f}")
+    print(f"wrote metrics.json, per_slide.csv, roc.png, froc.png to {args.out or args.pred}")
     return 0
 
 
@@ -184,10 +232,42 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("--geojson", required=True)
     ac.set_defaults(func=_annotations_convert)
 
-    demo = sub.add_parser("demo", help="the main job on built-in synthetic data")
+    train = sub.add_parser("train", help="fine-tune a tile classifier on a CAMELYON16-layout directory")
+    train.add_argument("--config", required=True, help="YAML with the fields of cadx.training.trainer.TrainConfig")
+    train.set_defaults(func=_train)
+
+    predict = sub.add_parser("predict", help="run a checkpoint")
+    ps = predict.add_subparsers(dest="predict_command", required=True, metavar="SUBCOMMAND")
+    pr = ps.add_parser("slides", help="heatmaps (HDF5 + PNG), detections (CSV/XML/GeoJSON), slide scores")
+    pr.add_argument("slides", nargs="+", help="slide files and/or directories")
+    pr.add_argument("--model", required=True, help="cadx checkpoint (.pt)")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                    help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+    pr.add_argument("--stride", type=int, help="tile stride in px at the model's resolution (default: tile size)")
+    pr.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
+    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--nms-threshold", type=float, default=0.1, help="lowest probability reported as a detection")
+    pr.add_argument("--nms-radius-um", type=float, default=150.0, help="non-maximum suppression radius")
+    pr.add_argument("--mpp-override", type=float, help="level-0 um/px for files that do not record it")
+    pr.set_defaults(func=_predict_slides)
+
+    ev = sub.add_parser("evaluate", help="score predictions with a challenge's own metrics")
+    es = ev.add_subparsers(dest="evaluate_command", required=True, metavar="SUBCOMMAND")
+    ec = es.add_parser("camelyon", help="slide AUC (bootstrap CI), lesion FROC, tile AUC; plots")
+    ec.add_argument("--pred", required=True, help="folder written by `cadx predict slides`")
+    ec.add_argument("--truth", required=True, help="CAMELYON16 testing folder: reference.csv + lesion_annotations/")
+    ec.add_argument("--out", help="where metrics and plots go (default: --pred)")
+    ec.add_argument("--threshold", type=float, default=0.5)
+    ec.set_defaults(func=_evaluate_camelyon)
+
+    demo = sub.add_parser("demo", help="the main job on built-in synthetic data (CAMELYON16 end to end)")
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--seed", type=int, default=2026)
     demo.add_argument("--size", type=int, default=8192, help="slide side in px")
+    demo.add_argument("--train-slides", type=int, default=6, help="tumour (and as many normal) training slides")
+    demo.add_argument("--test-slides", type=int, default=12)
+    demo.add_argument("--contrast", type=float, default=0.2, help="tumour vs normal contrast of the generator")
     demo.set_defaults(func=_demo)
     return p
 

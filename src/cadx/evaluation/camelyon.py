@@ -52,7 +52,7 @@ def itc_labels(eval_mask: np.ndarray, *, resolution_um: float = EVAL_RESOLUTION_
     from skimage import measure
 
     threshold = 275 / (resolution_um * 2**level)
-    return {p.label for p in measure.regionprops(eval_mask) if p.major_axis_length < threshold}
+    return {p.label for p in measure.regionprops(eval_mask) if p.axis_major_length < threshold}
 
 
 @dataclass

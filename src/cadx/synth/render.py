@@ -197,12 +197,19 @@ def _render(layout: SlideLayout, x0: float, y0: float, width: int, height: int, 
         fine = value_noise(xs, ys, 6.0, seed + 13)
         stroma = np.clip((patch - 0.62) * 4.0, 0, 1) * (1 - tumor)  # pink stroma/sinus islands
 
-        lymph_p = np.clip(0.35 + 0.55 * follicle, 0, 1) * (1 - 0.8 * stroma) * (1 - (0.3 + 0.6 * c) * tumor)
+        # Germinal centres / histiocyte clusters: larger, paler nuclei in normal tissue, the classic
+        # tumour mimic (false positives in CAMELYON16). Present on every slide, tumour or not.
+        mimic = np.clip((value_noise(xs, ys, 260.0, seed + 14) - 0.68) * 6.0, 0, 1) * (1 - tumor) * (1 - stroma)
+        lymph_p = (np.clip(0.35 + 0.55 * follicle, 0, 1) * (1 - 0.8 * stroma) * (1 - (0.3 + 0.6 * c) * tumor)
+                   * (1 - 0.6 * mimic))
         h = _nuclei(xs, ys, ds, cell_px=22.0, seed=seed + 1, presence=lymph_p * tissue,
                     radius_px=(5.0, 7.5), elongation=(1.0, 1.15), density_h=(1.3, 1.9))
         fib_p = 0.5 * stroma * tissue
         h = np.maximum(h, _nuclei(xs, ys, ds, cell_px=40.0, seed=seed + 2, presence=fib_p,
                                   radius_px=(4.0, 6.0), elongation=(2.2, 3.2), density_h=(1.0, 1.5)))
+        if mimic.any():
+            h = np.maximum(h, _nuclei(xs, ys, ds, cell_px=34.0, seed=seed + 4, presence=0.55 * mimic,
+                                      radius_px=(6.0, 10.0), elongation=(1.0, 1.3), density_h=(1.1, 1.6)))
         if tumor.any():
             r_lo, r_hi = 6.0 + 5.0 * c, 8.0 + 9.0 * c
             irregular = (fine - 0.5) * (0.2 + 0.5 * c)
