@@ -140,7 +140,8 @@ def _predict_slides(args: argparse.Namespace) -> int:
         raise CadxError(f"{args.model}: the checkpoint records no tile spec (mpp, size_px)")
     report = predict_slides(slides, predictor, args.out, tile=tile, stride_px=args.stride, tta=args.tta,
                             batch_size=args.batch_size, nms_threshold=args.nms_threshold,
-                            nms_radius_um=args.nms_radius_um, mpp_override=args.mpp_override)
+                            nms_radius_um=args.nms_radius_um, mpp_override=args.mpp_override,
+                            slide_classifier=args.slide_classifier)
     print(f"predicted {len(report.scores)} of {len(slides)} slides -> {args.out} (slide_scores.csv, <slide>.h5/.png/.csv)")
     if report.failures:
         print(f"{len(report.failures)} failed:", file=sys.stderr)
@@ -150,10 +151,32 @@ def _predict_slides(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_slide_classifier(args: argparse.Namespace) -> int:
+    from cadx.inference.slide_classifier import (
+        fit_slide_forest,
+        label_from_name,
+        read_feature_table,
+        save_slide_forest,
+    )
+
+    names, feats = read_feature_table(args.pred)
+    if args.reference:
+        from cadx.evaluation.report import read_reference
+
+        ref = read_reference(args.reference)
+        labels = [ref[n.lower()] for n in names]
+    else:
+        labels = [label_from_name(n) for n in names]
+    save_slide_forest(args.out, fit_slide_forest(feats, labels, seed=args.seed))
+    print(f"{args.out}: random forest on {len(names)} slides ({sum(labels)} tumour)")
+    return 0
+
+
 def _evaluate_camelyon(args: argparse.Namespace) -> int:
     from cadx.evaluation.report import evaluate_camelyon
 
-    m = evaluate_camelyon(args.pred, args.truth, out_dir=args.out, threshold=args.threshold)
+    m = evaluate_camelyon(args.pred, args.truth, out_dir=args.out, threshold=args.threshold,
+                          score_column=args.score_column)
     print(f"slides {m['slides']} ({m['tumor_slides']} tumour)  slide AUC {m['slide_auc']:.3f} "
           f"(95% CI {m['slide_auc_ci95'][0]:.3f}-{m['slide_auc_ci95'][1]:.3f})  "
           f"sens/spec@{args.threshold} {m['slide_sensitivity']:.2f}/{m['slide_specificity']:.2f}")
@@ -250,7 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--nms-threshold", type=float, default=0.1, help="lowest probability reported as a detection")
     pr.add_argument("--nms-radius-um", type=float, default=150.0, help="non-maximum suppression radius")
     pr.add_argument("--mpp-override", type=float, help="level-0 um/px for files that do not record it")
+    pr.add_argument("--slide-classifier", help="random forest from `cadx slide-classifier fit` (adds rf_score)")
     pr.set_defaults(func=_predict_slides)
+
+    sc = sub.add_parser("slide-classifier", help="slide-level random forest on heatmap features")
+    scs = sc.add_subparsers(dest="sc_command", required=True, metavar="SUBCOMMAND")
+    fit = scs.add_parser("fit", help="fit on the predictions of training slides")
+    fit.add_argument("--pred", required=True, help="`cadx predict slides` output for training slides")
+    fit.add_argument("--reference", help="reference.csv with labels (default: tumor_/normal_ names)")
+    fit.add_argument("--out", required=True, help="output .joblib")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(func=_fit_slide_classifier)
 
     ev = sub.add_parser("evaluate", help="score predictions with a challenge's own metrics")
     es = ev.add_subparsers(dest="evaluate_command", required=True, metavar="SUBCOMMAND")
@@ -259,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--truth", required=True, help="CAMELYON16 testing folder: reference.csv + lesion_annotations/")
     ec.add_argument("--out", help="where metrics and plots go (default: --pred)")
     ec.add_argument("--threshold", type=float, default=0.5)
+    ec.add_argument("--score-column", default="score", help="slide score column: score (max) or rf_score")
     ec.set_defaults(func=_evaluate_camelyon)
 
     demo = sub.add_parser("demo", help="the main job on built-in synthetic data (CAMELYON16 end to end)")
@@ -266,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=2026)
     demo.add_argument("--size", type=int, default=8192, help="slide side in px")
     demo.add_argument("--train-slides", type=int, default=6, help="tumour (and as many normal) training slides")
-    demo.add_argument("--test-slides", type=int, default=12)
+    demo.add_argument("--test-slides", type=int, default=16)
     demo.add_argument("--contrast", type=float, default=0.2, help="tumour vs normal contrast of the generator")
     demo.set_defaults(func=_demo)
     return p

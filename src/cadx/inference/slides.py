@@ -48,6 +48,7 @@ def predict_slides(
     nms_threshold: float = 0.1,
     nms_radius_um: float = 150.0,
     mpp_override: float | None = None,
+    slide_classifier: str | Path | None = None,
     show_progress: bool = True,
 ) -> PredictReport:
     """Predict each slide and write its outputs; carry on past bad slides.
@@ -56,9 +57,16 @@ def predict_slides(
     ----------
     tile : dict
         The checkpoint's tile spec: ``{"mpp": ..., "size_px": ...}``.
+    slide_classifier : path, optional
+        A random forest from ``cadx slide-classifier fit``; adds the ``rf_score`` column.
     """
     from tqdm.auto import tqdm
 
+    rf = None
+    if slide_classifier is not None:
+        from cadx.inference.slide_classifier import load_slide_forest
+
+        rf = load_slide_forest(slide_classifier)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = PredictReport()
@@ -82,8 +90,12 @@ def predict_slides(
             feats = slide_features(hm)
             report.scores[slide.name] = float(feats[0])
             report.seconds[slide.name] = pred.seconds
-            feature_rows.append({"slide": slide.name, "score": f"{feats[0]:.6f}",
-                                 **{n: f"{v:.6g}" for n, v in zip(FEATURE_NAMES, feats, strict=True)}})
+            row = {"slide": slide.name, "score": f"{feats[0]:.6f}"}
+            if rf is not None:
+                from cadx.inference.slide_classifier import forest_scores
+
+                row["rf_score"] = f"{forest_scores(rf, feats)[0]:.6f}"
+            feature_rows.append({**row, **{n: f"{v:.6g}" for n, v in zip(FEATURE_NAMES, feats, strict=True)}})
         except (CadxError, ValueError) as exc:
             report.failures.append((path, str(exc)))
             log.warning("skipped %s: %s", path, exc)

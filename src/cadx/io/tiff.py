@@ -101,6 +101,10 @@ def write_pyramid_tiff(
                 description=description if level == 0 else None,
                 metadata=None,
                 software="cadx",
+                # Encode in a few threads over a small window: tifffile's default buffers hundreds
+                # of MB of tiles (ThreadPoolExecutor.map is not lazy), which breaks streaming.
+                maxworkers=max(1, workers),
+                buffersize=8 * tile_size_px * tile_size_px * channels,
             )
     return Path(path)
 

@@ -91,17 +91,17 @@ def tissue_mask(
     """
     from scipy import ndimage as ndi
     from skimage import morphology
-    from skimage.color import rgb2hsv
-    from skimage.filters import threshold_otsu
+    from skimage.filters import rank, threshold_otsu
 
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
     if not mpp > 0:
         raise ValueError(f"mpp must be positive, got {mpp}")
-    hsv = rgb2hsv(rgb[:, :, :3])
-    hue, sat, val = hsv[:, :, 0], hsv[:, :, 1], hsv[:, :, 2]
+    hue, sat, val = _hsv(rgb[:, :, :3])
     if median_size_px > 1:
-        sat = ndi.median_filter(sat, size=median_size_px)
+        # 8-bit rank median: histogram-based, ~20x faster than a float median filter.
+        sat8 = np.round(sat * 255).astype(np.uint8)
+        sat = rank.median(sat8, footprint=np.ones((median_size_px, median_size_px), bool)).astype(np.float32) / 255
     not_black = val > black_value_max
     # H&E hues are pink-purple (hue > 0.7 or < 0.1); ink is green, cyan or blue.
     ink_hue = (hue > 0.18) & (hue < 0.68)
@@ -138,3 +138,18 @@ def tissue_mask(
         mask = morphology.remove_small_holes(mask, max_size=min_hole_px)
     return TissueMask(mask=mask.astype(bool), mpp=float(mpp), method=method,
                       saturation_threshold=float(threshold), pen_threshold=pen_threshold)
+
+
+def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hue, saturation, value in [0, 1] (float32), as HSV defines them."""
+    r8, g8, b8 = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
+    mx8 = np.maximum(np.maximum(r8, g8), b8)
+    mn8 = np.minimum(np.minimum(r8, g8), b8)
+    r, g, b = (c.astype(np.float32) / 255.0 for c in (r8, g8, b8))
+    mx, mn = mx8.astype(np.float32) / 255.0, mn8.astype(np.float32) / 255.0
+    delta = mx - mn
+    sat = np.where(mx > 0, delta / np.maximum(mx, 1e-12), 0).astype(np.float32)
+    d = np.maximum(delta, 1e-12)
+    hue = np.where(mx == r, ((g - b) / d) % 6, np.where(mx == g, (b - r) / d + 2, (r - g) / d + 4)) / 6.0
+    hue = np.where(delta > 0, hue, 0).astype(np.float32)
+    return hue, sat, mx

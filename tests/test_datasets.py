@@ -1,0 +1,103 @@
+"""Tile labels, class-balanced sampling, augmentation, and the on-the-fly tile dataset."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cadx.datasets.tiles import (
+    IGNORE,
+    NORMAL,
+    TUMOR,
+    BalancedSampler,
+    SlideTiles,
+    TileDataset,
+    TileIndex,
+    build_tile_index,
+    label_tiles,
+)
+from cadx.io.resolution import ReadPlan
+from cadx.preprocessing.augment import ColorJitter, dihedral, to_model_input
+
+PLAN = ReadPlan(level=0, level_downsample=1.0, level_mpp=0.5, target_mpp=0.5, out_size_px=32, read_size_px=32)
+
+
+def _slide(name: str, n_tumor: int, n_normal: int) -> SlideTiles:
+    labels = np.array([TUMOR] * n_tumor + [NORMAL] * n_normal + [IGNORE] * 3)
+    return SlideTiles(name, Path(f"{name}.tif"), np.zeros((len(labels), 2), np.int64), labels, PLAN,
+                      slide_label=int(n_tumor > 0))
+
+
+def test_label_rule():
+    centre = np.array([0.0, 0.6, 0.3, 0.0])
+    whole = np.array([0.0, 0.4, 0.2, 0.01])
+    assert label_tiles(centre, whole, 4).tolist() == [NORMAL, TUMOR, IGNORE, IGNORE]
+    assert label_tiles(None, None, 3).tolist() == [NORMAL] * 3
+
+
+def test_balanced_sampling_class_then_slide_then_tile():
+    index = TileIndex([_slide("a", 10, 0), _slide("b", 0, 1000), _slide("c", 5, 100)])
+    picks = list(BalancedSampler(index, seed=1, num_samples=8000))
+    labels = index.labels_at(np.array(picks))
+    assert abs((labels == TUMOR).mean() - 0.5) < 0.03  # 1:1 although tumour tiles are 15 of 1115
+    assert (labels != IGNORE).all()
+    tumour_slides = Counter(s for (s, t), lab in zip(picks, labels, strict=True) if lab == TUMOR)
+    assert abs(tumour_slides[0] / sum(tumour_slides.values()) - 0.5) < 0.05  # slides equally, not tiles
+    normal_slides = Counter(s for (s, t), lab in zip(picks, labels, strict=True) if lab == NORMAL)
+    assert abs(normal_slides[1] / sum(normal_slides.values()) - 0.5) < 0.05
+    assert picks[:50] == list(BalancedSampler(index, seed=1, num_samples=50))  # seeded
+
+
+def test_sampler_needs_both_classes():
+    with pytest.raises(ValueError, match="no tumour"):
+        BalancedSampler(TileIndex([_slide("b", 0, 10)]))
+
+
+def test_dihedral_group():
+    tile = np.arange(3 * 3 * 3, dtype=np.uint8).reshape(3, 3, 3)
+    outs = {dihedral(tile, k).tobytes() for k in range(8)}
+    assert len(outs) == 8
+    assert np.array_equal(dihedral(dihedral(tile, 1), 3), tile)
+
+
+def test_color_jitter_and_normalisation():
+    tile = np.full((8, 8, 3), (200, 120, 180), np.uint8)
+    out = ColorJitter()(tile, np.random.default_rng(0))
+    assert out.shape == tile.shape and out.dtype == np.uint8 and not np.array_equal(out, tile)
+    assert np.array_equal(ColorJitter(0, 0, 0, 0)(tile, np.random.default_rng(0)), tile)
+    x = to_model_input(np.array([[[[0, 128, 255]]]], np.uint8), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    np.testing.assert_allclose(x.ravel(), [-1.0, 128 / 255 * 2 - 1, 1.0], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiled_cohort(cohort, tmp_path_factory):
+    from cadx.wsi.tiling import find_slides, tile_cohort
+
+    out_dir, _ = cohort
+    coords = tmp_path_factory.mktemp("coords")
+    tile_cohort(find_slides([out_dir / "training"]), coords, annotations=out_dir / "training/lesion_annotations",
+                target_mpp=0.5, tile_size_px=64, show_progress=False)
+    return sorted(coords.glob("*.h5"))
+
+
+def test_tile_index_from_coordinate_files(tiled_cohort):
+    index = build_tile_index(tiled_cohort)
+    by_name = {s.name: s for s in index.slides}
+    assert set(by_name) == {"tumor_001", "tumor_002", "normal_001"}
+    assert by_name["normal_001"].count(TUMOR) == 0 and by_name["normal_001"].slide_label == 0
+    assert by_name["tumor_001"].count(TUMOR) > 0 and by_name["tumor_001"].slide_label == 1
+    assert by_name["tumor_001"].plan.out_size_px == 64
+
+
+def test_tile_dataset_reads_normalised_tiles(tiled_cohort):
+    index = build_tile_index(tiled_cohort)
+    ds = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3, augment=True, seed=0)
+    pos = tuple(index.positions(TUMOR)[0])
+    x, y = ds[pos]
+    assert x.shape == (3, 64, 64) and x.dtype == np.float32 and y == 1
+    assert -1.0 <= x.min() and x.max() <= 1.0
+    plain = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3, augment=False)
+    np.testing.assert_array_equal(plain[pos][0], plain[pos][0])

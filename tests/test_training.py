@@ -1,0 +1,62 @@
+"""A tiny real training run: checkpoints, metrics, resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from cadx.models.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
+from cadx.training.trainer import TrainConfig, split_slides, train_tile_classifier  # noqa: E402
+
+
+def _cfg(cohort_dir, out, **kw) -> TrainConfig:
+    base = dict(data_dir=str(cohort_dir), out_dir=str(out), tile_size=64, batch_size=8, warmup_steps=2,
+                finetune_steps=2, eval_every=2, val_tiles=32, num_workers=0, seed=3, patience=10)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_resume_and_self_describing_checkpoint(cohort, tmp_path):
+    cohort_dir, _ = cohort
+    path = train_tile_classifier(_cfg(cohort_dir, tmp_path), show_progress=False)
+    model, meta = load_checkpoint(path)
+    assert meta["tile"]["mpp"] == 0.5 and meta["tile"]["size_px"] == 64
+    assert meta["train_config"]["warmup_steps"] == 2 and meta["model"]["weights"].startswith("file:")
+    assert 0.0 <= meta["metrics"]["val_auc"] <= 1.0 and meta["metrics"]["val_slides"]
+    assert set(meta["metrics"]["train_slides"]).isdisjoint(meta["metrics"]["val_slides"])  # split by slide
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["step"] for h in history] == [2, 4]
+    # Resume: the same run with more fine-tuning steps continues from step 4.
+    train_tile_classifier(_cfg(cohort_dir, tmp_path, finetune_steps=4), show_progress=False)
+    assert read_checkpoint(tmp_path / "last.pt")["step"] == 6
+    assert [h["step"] for h in json.loads((tmp_path / "history.json").read_text())] == [2, 4, 6]
+
+
+def test_config_from_yaml_rejects_unknown_keys(tmp_path):
+    from cadx.errors import CadxError
+
+    p = tmp_path / "c.yaml"
+    p.write_text("data_dir: a\nout_dir: b\nlearning_rate: 3\n")
+    with pytest.raises(CadxError, match="learning_rate"):
+        TrainConfig.from_yaml(p)
+    p.write_text("data_dir: a\nout_dir: b\nlr: 0.01\n")
+    assert TrainConfig.from_yaml(p).lr == 0.01
+
+
+def test_split_is_by_slide_and_stratified(tmp_path):
+    from pathlib import Path
+
+    import numpy as np
+
+    from cadx.datasets.tiles import SlideTiles, TileIndex
+    from cadx.io.resolution import ReadPlan
+
+    plan = ReadPlan(0, 1.0, 0.5, 0.5, 32, 32)
+    slides = [SlideTiles(f"s{i}", Path("x"), np.zeros((1, 2)), np.zeros(1), plan, slide_label=i % 2) for i in range(8)]
+    train, val = split_slides(TileIndex(slides), 0.25, seed=0)
+    assert not set(train) & set(val) and len(val) == 2
+    labels = {s.name: s.slide_label for s in slides}
+    assert sorted(labels[v] for v in val) == [0, 1]
