@@ -15,14 +15,13 @@ import argparse
 import json
 import multiprocessing as mp
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import peak_rss_mb, run_fresh  # noqa: E402
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def generate(path: str, size: int, seed: int, q: mp.Queue) -> None:
@@ -35,7 +34,7 @@ def generate(path: str, size: int, seed: int, q: mp.Queue) -> None:
     t0 = time.perf_counter()
     with tqdm(total=count_tiles((size, size), n_levels), unit="tile", desc=f"generate {size}px") as bar:
         write_synthetic_slide(path, layout, n_levels=n_levels, progress=bar.update)
-    q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb(), "size": size,
+    q.put({"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "size": size,
            "tiles": count_tiles((size, size), n_levels), "bytes": Path(path).stat().st_size})
 
 
@@ -43,7 +42,7 @@ def mask_and_grid(path: str, q: mp.Queue) -> None:
     from cadx.io.slide import open_slide
     from cadx.wsi.tiling import tile_slide
 
-    base = _peak_rss_mb()
+    base = peak_rss_mb()
     t0 = time.perf_counter()
     with open_slide(path) as slide:
         t_open = time.perf_counter() - t0
@@ -56,7 +55,7 @@ def mask_and_grid(path: str, q: mp.Queue) -> None:
 
     np.save(Path(path).with_suffix(".coords.npy"), result.coords_xy)
     q.put({"seconds": total, "warm_seconds": warm, "open": t_open, **result.seconds, "tiles": len(result.coords_xy),
-           "peak_rss_mb": _peak_rss_mb(), "baseline_rss_mb": base, "mask_shape": list(result.tissue.mask.shape)})
+           "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": base, "mask_shape": list(result.tissue.mask.shape)})
 
 
 def _reader(args: tuple[str, list[tuple[int, int]]]) -> int:
@@ -83,16 +82,8 @@ def random_reads(path: str, n: int, workers: int, q: mp.Queue) -> None:
         with mp.get_context("spawn").Pool(workers) as pool:
             done = sum(pool.map(_reader, chunks))
     dt = time.perf_counter() - t0
-    q.put({"tiles_per_s": done / dt, "n": done, "peak_rss_mb": _peak_rss_mb()})
+    q.put({"tiles_per_s": done / dt, "n": done, "peak_rss_mb": peak_rss_mb()})
 
-
-def _run(target, *args):  # noqa: ANN001
-    q: mp.Queue = mp.get_context("spawn").Queue()
-    p = mp.get_context("spawn").Process(target=target, args=(*args, q))
-    p.start()
-    out = q.get()
-    p.join()
-    return out
 
 
 def main() -> int:
@@ -107,19 +98,19 @@ def main() -> int:
     path = out / f"synthetic_{args.size}.tif"
     rows = []
     if not path.exists():
-        g = _run(generate, str(path), args.size, args.seed)
+        g = run_fresh(generate, str(path), args.size, args.seed)
         rows.append(("generate slide (streaming, 2 threads)", f"{g['seconds']:.0f} s",
                      f"{g['tiles'] / g['seconds']:.0f} tiles/s, {g['bytes'] / 2**30:.2f} GiB", f"{g['peak_rss_mb']:.0f}"))
     else:
         rows.append(("generate slide", "cached", str(path), "-"))
-    m = _run(mask_and_grid, str(path))
+    m = run_fresh(mask_and_grid, str(path))
     rows.append(("open + tissue mask + tile grid, cold process (0.5 um/px, 256 px)", f"{m['seconds']:.3f} s",
                  f"{m['tiles']} tiles; mask {m['mask_shape'][1]}x{m['mask_shape'][0]} px; "
                  f"mask {m['tissue_mask']:.3f} s, grid {m['tile_grid']:.4f} s", f"{m['peak_rss_mb']:.0f}"))
     rows.append(("tissue mask + tile grid, warm (libraries loaded)", f"{m['warm_seconds']:.3f} s",
                  "same slide, second call in the same process", "-"))
     for workers in (1, 2):
-        r = _run(random_reads, str(path), args.reads, workers)
+        r = run_fresh(random_reads, str(path), args.reads, workers)
         rows.append((f"random 256-px level-0 reads, {workers} process{'es' if workers > 1 else ''}",
                      f"{r['tiles_per_s']:.0f} tiles/s", f"{r['n']} reads", f"{r['peak_rss_mb']:.0f}"))
     import os

@@ -19,6 +19,16 @@ from cadx.errors import CadxError
 log = logging.getLogger("cadx")
 
 
+def _report_failures(failures: Sequence[tuple[Path, str]]) -> int:
+    """List the inputs a cohort command skipped; exit status 1 if any."""
+    if not failures:
+        return 0
+    print(f"{len(failures)} failed:", file=sys.stderr)
+    for path, why in failures:
+        print(f"  {path}: {why}", file=sys.stderr)
+    return 1
+
+
 def _slide_info(args: argparse.Namespace) -> int:
     from cadx.io.slide import open_slide
 
@@ -66,12 +76,7 @@ def _slide_tile(args: argparse.Namespace) -> int:
         overlap_px=args.overlap, min_tissue=args.min_tissue, mask_mpp=args.mask_mpp,
     )
     print(f"tiled {len(report.written)} of {len(slides)} slides, {report.n_tiles} tiles -> {args.out}")
-    if report.failures:
-        print(f"{len(report.failures)} failed:", file=sys.stderr)
-        for path, why in report.failures:
-            print(f"  {path}: {why}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_failures(report.failures)
 
 
 def _synth_slides(args: argparse.Namespace) -> int:
@@ -143,12 +148,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
                             nms_radius_um=args.nms_radius_um, mpp_override=args.mpp_override,
                             slide_classifier=args.slide_classifier)
     print(f"predicted {len(report.scores)} of {len(slides)} slides -> {args.out} (slide_scores.csv, <slide>.h5/.png/.csv)")
-    if report.failures:
-        print(f"{len(report.failures)} failed:", file=sys.stderr)
-        for path, why in report.failures:
-            print(f"  {path}: {why}", file=sys.stderr)
-        return 1
-    return 0
+    return _report_failures(report.failures)
 
 
 def _fit_slide_classifier(args: argparse.Namespace) -> int:

@@ -64,12 +64,17 @@ def read_coords_h5(path: str | Path) -> TileCoords:
             if "coords" not in f:
                 raise InputFileError(path, "no 'coords' dataset: not a tile-coordinates file")
             ds = f["coords"]
-            attrs = {k: _plain(v) for k, v in ds.attrs.items()}
+            attrs = plain_attrs(ds.attrs)
             coords = ds[()]
             arrays = {k: f[k][()] for k in f if k != "coords" and isinstance(f[k], h5py.Dataset)}
     except OSError as exc:
         raise InputFileError(path, f"not a readable HDF5 file ({exc})") from None
     return TileCoords(coords, attrs, arrays)
+
+
+def plain_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """HDF5 attributes as plain Python values (lists, numbers, str)."""
+    return {k: _plain(v) for k, v in attrs.items()}
 
 
 def _plain(v: Any) -> Any:

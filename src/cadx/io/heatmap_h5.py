@@ -15,6 +15,7 @@ import numpy as np
 
 from cadx.errors import InputFileError
 from cadx.io.atomic import atomic_path
+from cadx.io.coords_h5 import plain_attrs
 
 
 @dataclass
@@ -88,8 +89,7 @@ def read_heatmap_h5(path: str | Path) -> Heatmap:
             if "probs" not in f:
                 raise InputFileError(path, "no 'probs' dataset: not a cadx heatmap")
             ds = f["probs"]
-            a = {k: (v.tolist() if isinstance(v, np.ndarray) else (v.item() if isinstance(v, np.generic) else v))
-                 for k, v in ds.attrs.items()}
+            a = plain_attrs(ds.attrs)
             probs = ds[()]
     except OSError as exc:
         raise InputFileError(path, f"not a readable HDF5 file ({exc})") from None
