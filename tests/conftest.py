@@ -33,3 +33,19 @@ def rgb_image() -> np.ndarray:
     yy, xx = np.mgrid[0:600, 0:1000]
     img = np.stack([(xx / 1000 * 255), (yy / 600 * 255), ((xx + yy) % 256)], axis=-1)
     return img.astype(np.uint8)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``gpu`` when CUDA is not available."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

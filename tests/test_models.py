@@ -125,3 +125,12 @@ def test_predictor_rejects_wrong_input(tmp_path):
         pred.predict_proba(np.zeros((1, 64, 64, 3), np.float32))
     with pytest.raises(ValueError, match="uint8"):
         pred.predict_proba(np.zeros((64, 64, 3), np.uint8))
+
+
+@pytest.mark.gpu
+def test_cuda_predictor_matches_cpu():
+    m = create_model("tf_efficientnet_lite0", num_classes=2, input_size=64)
+    tiles = np.random.default_rng(1).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    cpu = TorchPredictor(m, device="cpu").predict_proba(tiles)
+    gpu = TorchPredictor(m, device="cuda").predict_proba(tiles)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-3)

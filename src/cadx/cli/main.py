@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
     pr.add_argument("--stride", type=int, help="tile stride in px at the model's resolution (default: tile size)")
     pr.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
-    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--batch-size", type=int, default=16,
+                    help="tiles per model call (16 keeps ONNX Runtime's CPU memory arena small)")
     pr.add_argument("--nms-threshold", type=float, default=0.1, help="lowest probability reported as a detection")
     pr.add_argument("--nms-radius-um", type=float, default=150.0, help="non-maximum suppression radius")
     pr.add_argument("--mpp-override", type=float, help="level-0 um/px for files that do not record it")

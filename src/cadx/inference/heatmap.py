@@ -49,7 +49,7 @@ def predict_slide(
     tile_size_px: int,
     stride_px: int | None = None,
     min_tissue: float = 0.25,
-    batch_size: int = 64,
+    batch_size: int = 16,
     tta: bool = False,
     read_workers: int = 2,
     prefetch_batches: int = 3,
@@ -71,6 +71,9 @@ def predict_slide(
         Minimum tissue fraction of a tile to be predicted.
     tta : bool
         Average over the 8 flips/rotations.
+    batch_size : int
+        Tiles per model call. On CPU, 16 runs as fast as 64 with ONNX Runtime and keeps its
+        memory arena about 3x smaller (measured: 0.6 vs 2.0 GB peak at 224 px).
     read_workers, prefetch_batches : int
         Threads reading tiles, and how many batches they run ahead.
     progress : callable, optional
@@ -84,6 +87,7 @@ def predict_slide(
     stride_px = stride_px or tile_size_px
     tiling = tile_slide(slide, target_mpp=mpp, tile_size_px=tile_size_px, overlap_px=tile_size_px - stride_px,
                         min_tissue=min_tissue)
+    t_tiling = time.perf_counter() - t0
     plan = tiling.plan
     coords = tiling.coords_xy
     probs = np.zeros(len(coords), np.float32)
@@ -131,9 +135,11 @@ def predict_slide(
                "model_weights": cfg.weights, "target_mpp": mpp, "tile_size_px": tile_size_px, "stride_px": stride_px,
                "level": plan.level, "tta": tta, "min_tissue": min_tissue, "cadx_version": __version__},
     )
+    stream = total - t_tiling
     return SlidePrediction(heatmap, tiling, probs,
-                           {"total": total, "model": t_model, "tiles": len(coords),
-                            "tiles_per_s": len(coords) / total if total else 0.0})
+                           {"total": total, "tiling": t_tiling, "model": t_model, "tiles": len(coords),
+                            "tiles_per_s": len(coords) / total if total else 0.0,
+                            "stream_tiles_per_s": len(coords) / stream if stream else 0.0})
 
 
 def heatmap_overlay(thumbnail: np.ndarray, heatmap: Heatmap, *, alpha: float = 0.55, cmap: str = "jet") -> np.ndarray:

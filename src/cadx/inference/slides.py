@@ -44,7 +44,7 @@ def predict_slides(
     tile: dict[str, Any],
     stride_px: int | None = None,
     tta: bool = False,
-    batch_size: int = 64,
+    batch_size: int = 16,
     nms_threshold: float = 0.1,
     nms_radius_um: float = 150.0,
     mpp_override: float | None = None,
