@@ -46,9 +46,17 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     t = time.perf_counter()
     cohort = out / "cohort"
     print("[1/4] generating the cohort (CAMELYON16 layout, two staining centres)")
-    if not (cohort / "cohort.csv").exists():
+    params = {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test, "tumor_contrast": tumor_contrast}
+    made = cohort / "demo_params.json"
+    if not made.exists() or json.loads(made.read_text()) != params:  # reuse only an identical cohort
+        if cohort.exists():
+            import shutil
+
+            shutil.rmtree(cohort)
+            shutil.rmtree(out / "train", ignore_errors=True)
         generate_cohort(cohort, n_tumor=n_train, n_normal=n_train, n_test=n_test, size_px=size_px, seed=seed,
                         tumor_contrast=tumor_contrast)
+        made.write_text(json.dumps(params))
     times["synthesise"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ def predict_slide(
     min_tissue: float = 0.25,
     batch_size: int = 16,
     tta: bool = False,
-    read_workers: int = 2,
+    read_workers: int | None = None,
     prefetch_batches: int = 3,
     positive_class: int = 1,
     progress: Any = None,
@@ -75,7 +76,8 @@ def predict_slide(
         Tiles per model call. On CPU, 16 runs as fast as 64 with ONNX Runtime and keeps its
         memory arena about 3x smaller (measured: 0.6 vs 2.0 GB peak at 224 px).
     read_workers, prefetch_batches : int
-        Threads reading tiles, and how many batches they run ahead.
+        Threads reading tiles (default: half the CPU cores, at least 1, at most 4; on 2 cores one
+        reader keeps up and competes less with the model), and how many batches they run ahead.
     progress : callable, optional
         Called with the number of tiles done after each batch.
 
@@ -93,12 +95,19 @@ def predict_slide(
     probs = np.zeros(len(coords), np.float32)
     t_model = 0.0
 
+    stride_level = stride_px * plan.read_size_px // plan.out_size_px
+    stride0 = tiling.grid.stride_level0_px
+
     def read_batch(sl: slice) -> np.ndarray:
         if sl.stop == sl.start:
             return np.zeros((0, tile_size_px, tile_size_px, 3), np.uint8)
-        return np.stack([read_tile(slide, (int(x), int(y)), plan) for x, y in coords[sl]])
+        if plan.needs_resize:
+            return np.stack([read_tile(slide, (int(x), int(y)), plan) for x, y in coords[sl]])
+        return np.stack(_read_runs(slide, coords[sl], plan, stride0, stride_level))
 
     batches = _batches(len(coords), batch_size)
+    if read_workers is None:
+        read_workers = max(1, min(4, (os.cpu_count() or 2) // 2))
     with cf.ThreadPoolExecutor(max_workers=max(1, read_workers)) as pool:
         pending: deque[tuple[slice, cf.Future[np.ndarray]]] = deque()
         it = iter(batches)
@@ -140,6 +149,26 @@ def predict_slide(
                            {"total": total, "tiling": t_tiling, "model": t_model, "tiles": len(coords),
                             "tiles_per_s": len(coords) / total if total else 0.0,
                             "stream_tiles_per_s": len(coords) / stream if stream else 0.0})
+
+
+def _read_runs(slide: SlideReader, coords: np.ndarray, plan, stride0: int, stride_level: int) -> list[np.ndarray]:
+    """Read runs of horizontally adjacent tiles with one ``read_region`` each, then slice.
+
+    Fewer, larger reads decode each JPEG tile of the file once per run instead of once per tile.
+    """
+    size = plan.read_size_px
+    out: list[np.ndarray] = []
+    i = 0
+    while i < len(coords):
+        j = i + 1
+        while j < len(coords) and coords[j, 1] == coords[i, 1] and coords[j, 0] - coords[j - 1, 0] == stride0:
+            j += 1
+        n = j - i
+        x, y = int(coords[i, 0]), int(coords[i, 1])
+        strip = slide.read_region((x, y), plan.level, ((n - 1) * stride_level + size, size))
+        out.extend(strip[:, k * stride_level : k * stride_level + size] for k in range(n))
+        i = j
+    return out
 
 
 def heatmap_overlay(thumbnail: np.ndarray, heatmap: Heatmap, *, alpha: float = 0.55, cmap: str = "jet") -> np.ndarray:

@@ -49,14 +49,23 @@ def value_noise(xs: np.ndarray, ys: np.ndarray, scale_px: float, seed: int) -> n
     fx = fx * fx * (3 - 2 * fx)
     fy = fy * fy * (3 - 2 * fy)
     bx, by = ix0.min(), iy0.min()
-    lx = np.arange(bx, ix0.max() + 2)
-    ly = np.arange(by, iy0.max() + 2)
-    lattice = _hash01(lx[None, :], ly[:, None], seed).astype(np.float32)
-    cx, cy = ix0 - bx, iy0 - by
-    v00 = lattice[cy[:, None], cx[None, :]]
-    v01 = lattice[cy[:, None], cx[None, :] + 1]
-    v10 = lattice[cy[:, None] + 1, cx[None, :]]
-    v11 = lattice[cy[:, None] + 1, cx[None, :] + 1]
+    n_lattice = (ix0.max() - bx + 2) * (iy0.max() - by + 2)
+    if n_lattice > 4 * len(xs) * len(ys):
+        # Coarse sampling of fine noise (low pyramid levels): hash only the corners in use, so
+        # memory stays bounded by the output size, not by the region's area in level-0 pixels.
+        def corner(dx: int, dy: int) -> np.ndarray:
+            return _hash01((ix0 + dx)[None, :], (iy0 + dy)[:, None], seed).astype(np.float32)
+
+        v00, v01, v10, v11 = corner(0, 0), corner(1, 0), corner(0, 1), corner(1, 1)
+    else:
+        lx = np.arange(bx, ix0.max() + 2)
+        ly = np.arange(by, iy0.max() + 2)
+        lattice = _hash01(lx[None, :], ly[:, None], seed).astype(np.float32)
+        cx, cy = ix0 - bx, iy0 - by
+        v00 = lattice[cy[:, None], cx[None, :]]
+        v01 = lattice[cy[:, None], cx[None, :] + 1]
+        v10 = lattice[cy[:, None] + 1, cx[None, :]]
+        v11 = lattice[cy[:, None] + 1, cx[None, :] + 1]
     fx32, fy32 = fx.astype(np.float32)[None, :], fy.astype(np.float32)[:, None]
     top = v00 + (v01 - v00) * fx32
     bottom = v10 + (v11 - v10) * fx32
