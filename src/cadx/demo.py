@@ -8,6 +8,7 @@ with ONNX Runtime, score with the challenge's own metrics, and write an HTML rep
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict
@@ -102,7 +103,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     tiles_per_s = sum(s["tiles"] for s in report.seconds.values()) / max(sum(s["total"] for s in report.seconds.values()), 1e-9)
     facts = {
         "command": f"cadx demo --seed {seed} --size {size_px}", "cadx": __version__,
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs", "model": meta["model"]["architecture"],
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "model": meta["model"]["architecture"],
         "weights": meta["model"]["weights"], "tile": json.dumps(meta["tile"]),
         "training": json.dumps({k: v for k, v in asdict(cfg).items() if k in ("warmup_steps", "finetune_steps", "batch_size",
                                                                            "lr", "lr_head", "trainable_blocks")}),

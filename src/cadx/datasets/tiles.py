@@ -8,6 +8,7 @@ out of training. Each worker process keeps its slides open (no per-item reopen).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,8 +188,6 @@ class TileDataset:
         slide, tile = pos
         label = int(self.index.slides[slide].labels[tile])
         if self.augment:
-            import os
-
             self._calls += 1
             rng = np.random.default_rng([self.seed, slide, tile, self._calls, os.getpid()])
             st = self.index.slides[slide]

@@ -20,7 +20,7 @@ import numpy as np
 
 from cadx.datasets.tiles import NORMAL, TUMOR, BalancedSampler, TileDataset, TileIndex, build_tile_index
 from cadx.errors import CadxError
-from cadx.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from cadx.models.checkpoint import load_checkpoint, save_checkpoint
 from cadx.models.factory import create_model
 from cadx.wsi.tiling import find_slides, tile_cohort
 
@@ -208,8 +208,7 @@ def train_tile_classifier(cfg: TrainConfig, *, show_progress: bool = True) -> Pa
     last = out / "last.pt"
     resumed_opt = None
     if cfg.resume and last.exists():
-        payload = read_checkpoint(last)
-        resumed, _ = load_checkpoint(last, device=device)
+        resumed, payload = load_checkpoint(last, device=device)  # payload: everything but the weights
         model.load_state_dict(resumed.state_dict())
         step, best_auc = int(payload["step"]), float(payload["best_auc"])
         history, bad_evals = list(payload["history"]), int(payload["bad_evals"])
