@@ -101,3 +101,14 @@ def test_tile_dataset_reads_normalised_tiles(tiled_cohort):
     assert -1.0 <= x.min() and x.max() <= 1.0
     plain = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3, augment=False)
     np.testing.assert_array_equal(plain[pos][0], plain[pos][0])
+
+
+def test_multiscale_context_tiles(tiled_cohort):
+    index = build_tile_index(tiled_cohort, context_mpp=2.0)
+    ds = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, augment=False)
+    pos = tuple(index.positions(TUMOR)[0])
+    x, y = ds[pos]
+    assert x.shape == (6, 64, 64) and y == 1
+    assert not np.allclose(x[:3], x[3:])  # the context is a different (coarser) view
+    aug = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, augment=True, seed=1)
+    assert aug[pos][0].shape == (6, 64, 64)

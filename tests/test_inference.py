@@ -95,3 +95,33 @@ def test_overlay_is_transparent_outside_tissue():
     out = heatmap_overlay(thumb, hm)
     assert (out[2, 2] == 240).all()  # the NaN cell (0, 0) leaves the thumbnail untouched
     assert not (out[25, 25] == 240).all()
+
+
+def test_context_tile_shares_the_centre():
+    from cadx.io.resolution import plan_read, read_tile_with_context
+
+    yy, xx = np.mgrid[0:1024, 0:1024]
+    img = np.stack([xx // 4, yy // 4, np.full_like(xx, 128)], -1).astype(np.uint8)
+    slide = ArraySlide(img, mpp=0.5, min_level_size_px=128)
+    plan, ctx = plan_read(slide, 0.5, 64), plan_read(slide, 2.0, 64)
+    t = read_tile_with_context(slide, (400, 300), plan, ctx)
+    assert t.shape == (64, 64, 6)
+    # Centre pixel of both views: level-0 (432, 332) -> red 108, green 83 (within a coarse pixel).
+    assert abs(int(t[32, 32, 0]) - 108) <= 1 and abs(int(t[32, 32, 3]) - 108) <= 2
+    assert abs(int(t[32, 32, 1]) - 83) <= 1 and abs(int(t[32, 32, 4]) - 83) <= 2
+    # The context spans 4x the area: its left edge is 96 level-0 px further left.
+    assert abs(int(t[32, 0, 3]) - (432 - 128) // 4) <= 2
+
+
+class SixChannelDarkness(DarknessPredictor):
+    config = ModelConfig("fake6", 2, in_chans=6, input_size=64, mean=(0.5,) * 6, std=(0.5,) * 6)
+
+    def predict_proba(self, tiles):
+        assert tiles.shape[-1] == 6
+        return super().predict_proba(tiles[..., :3])
+
+
+def test_predict_slide_with_context():
+    slide = _slide_with_mark(x=640, y=256)
+    hm = predict_slide(slide, SixChannelDarkness(), mpp=0.5, tile_size_px=128, context_mpp=1.0).heatmap
+    assert hm.probs[2, 5] == pytest.approx(1.0) and hm.attrs["context_mpp"] == 1.0

@@ -134,3 +134,11 @@ def test_cuda_predictor_matches_cpu():
     cpu = TorchPredictor(m, device="cpu").predict_proba(tiles)
     gpu = TorchPredictor(m, device="cuda").predict_proba(tiles)
     np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+
+
+def test_six_channel_input_reuses_rgb_filters():
+    rgb = create_model("tf_efficientnet_lite0", pretrained=True, num_classes=2)
+    six = create_model("tf_efficientnet_lite0", pretrained=True, num_classes=2, in_chans=6)
+    torch.testing.assert_close(six.conv_stem.weight[:, :3], rgb.conv_stem.weight * 0.5)
+    torch.testing.assert_close(six.conv_stem.weight[:, 3:], rgb.conv_stem.weight * 0.5)
+    assert six.cadx_config.in_chans == 6 and len(six.cadx_config.mean) == 6

@@ -60,3 +60,17 @@ def test_split_is_by_slide_and_stratified(tmp_path):
     assert not set(train) & set(val) and len(val) == 2
     labels = {s.name: s.slide_label for s in slides}
     assert sorted(labels[v] for v in val) == [0, 1]
+
+
+def test_multiscale_training_and_prediction(cohort, tmp_path):
+    from cadx.inference.predictor import load_predictor
+    from cadx.inference.slides import predict_slides
+
+    cohort_dir, slides = cohort
+    path = train_tile_classifier(_cfg(cohort_dir, tmp_path, context_mpp=1.0, finetune_steps=0), show_progress=False)
+    model, meta = load_checkpoint(path)
+    assert model.cadx_config.in_chans == 6 and meta["tile"]["context_mpp"] == 1.0
+    predictor, meta = load_predictor(path, backend="onnx")
+    test = [s.path for s in slides if s.split == "testing"][:1]
+    report = predict_slides(test, predictor, tmp_path / "pred", tile=meta["tile"], show_progress=False)
+    assert not report.failures and len(report.scores) == 1

@@ -43,13 +43,17 @@ class SlideTiles:
 
 @dataclass
 class TileIndex:
-    """All labelled tiles of a set of slides; positions are ``(slide index, tile index)``."""
+    """All labelled tiles of a set of slides; positions are ``(slide index, tile index)``.
+
+    ``context_mpp`` adds a coarser tile with the same centre behind each tile (6 channels).
+    """
 
     slides: list[SlideTiles] = field(default_factory=list)
+    context_mpp: float | None = None
 
     def subset(self, names: Sequence[str]) -> TileIndex:
         keep = set(names)
-        return TileIndex([s for s in self.slides if s.name in keep])
+        return TileIndex([s for s in self.slides if s.name in keep], self.context_mpp)
 
     def positions(self, label: int | None = None) -> np.ndarray:
         """``(N, 2)`` array of (slide, tile) pairs, optionally of one label."""
@@ -73,7 +77,8 @@ def label_tiles(tumor_fraction_center: np.ndarray | None, tumor_fraction: np.nda
     return labels
 
 
-def build_tile_index(coords_files: Sequence[str | Path], *, min_center: float = 0.5) -> TileIndex:
+def build_tile_index(coords_files: Sequence[str | Path], *, min_center: float = 0.5,
+                     context_mpp: float | None = None) -> TileIndex:
     """Read coordinate files written by ``cadx slide tile --annotations`` into a :class:`TileIndex`.
 
     The slide path and read plan come from each file's attributes (self-describing artefacts).
@@ -92,7 +97,7 @@ def build_tile_index(coords_files: Sequence[str | Path], *, min_center: float = 
                              len(tc.coords_xy), min_center=min_center)
         slides.append(SlideTiles(str(a["name"]), Path(a["slide_path"]), tc.coords_xy, labels, plan,
                                  slide_label=int((labels == TUMOR).any())))
-    return TileIndex(slides)
+    return TileIndex(slides, context_mpp)
 
 
 class BalancedSampler:
@@ -139,6 +144,7 @@ class TileReader:
     def __init__(self, index: TileIndex) -> None:
         self.index = index
         self._open: dict[int, SlideReader] = {}
+        self._context: dict[int, ReadPlan] = {}
 
     def slide(self, i: int) -> SlideReader:
         if i not in self._open:
@@ -146,11 +152,16 @@ class TileReader:
         return self._open[i]
 
     def read(self, slide: int, tile: int, *, shift_xy: tuple[int, int] = (0, 0)) -> np.ndarray:
-        from cadx.io.resolution import read_tile
+        from cadx.io.resolution import plan_read, read_tile, read_tile_with_context
 
         st = self.index.slides[slide]
         x, y = st.coords_xy[tile]
-        return read_tile(self.slide(slide), (int(x) + shift_xy[0], int(y) + shift_xy[1]), st.plan)
+        loc = (int(x) + shift_xy[0], int(y) + shift_xy[1])
+        if self.index.context_mpp is None:
+            return read_tile(self.slide(slide), loc, st.plan)
+        if slide not in self._context:
+            self._context[slide] = plan_read(self.slide(slide), self.index.context_mpp, st.plan.out_size_px)
+        return read_tile_with_context(self.slide(slide), loc, st.plan, self._context[slide])
 
     def close(self) -> None:
         for s in self._open.values():
@@ -197,7 +208,14 @@ class TileDataset:
                 img = self._reader.read(slide, tile, shift_xy=shift)
             except InputFileError:
                 img = self._reader.read(slide, tile)
-            img = self.color(dihedral(img, int(rng.integers(8))), rng)
+            img = dihedral(img, int(rng.integers(8)))
+            groups = []
+            for c in range(0, img.shape[2], 3):  # same colour change for the tile and its context
+                state = rng.bit_generator.state
+                groups.append(self.color(img[:, :, c:c + 3], rng))
+                if c + 3 < img.shape[2]:
+                    rng.bit_generator.state = state
+            img = np.concatenate(groups, axis=2)
         else:
             img = self._reader.read(slide, tile)
         return to_model_input(img[None], self.mean, self.std)[0], max(label, 0)

@@ -20,7 +20,7 @@ import numpy as np
 
 from cadx import __version__
 from cadx.io.heatmap_h5 import Heatmap
-from cadx.io.resolution import read_tile
+from cadx.io.resolution import plan_read, read_tile, read_tile_with_context
 from cadx.io.slide import SlideReader
 from cadx.inference.predictor import Predictor, tta_proba
 from cadx.wsi.tiling import TilingResult, tile_slide
@@ -49,6 +49,7 @@ def predict_slide(
     mpp: float,
     tile_size_px: int,
     stride_px: int | None = None,
+    context_mpp: float | None = None,
     min_tissue: float = 0.25,
     batch_size: int = 16,
     tta: bool = False,
@@ -68,6 +69,8 @@ def predict_slide(
     stride_px : int, optional
         Step between tiles at the tile resolution (default: the tile size; smaller gives a
         finer heatmap from overlapping tiles).
+    context_mpp : float, optional
+        For multi-scale models: stack a same-centre tile at this resolution behind each tile.
     min_tissue : float
         Minimum tissue fraction of a tile to be predicted.
     tta : bool
@@ -95,12 +98,15 @@ def predict_slide(
     probs = np.zeros(len(coords), np.float32)
     t_model = 0.0
 
+    context_plan = plan_read(slide, context_mpp, tile_size_px) if context_mpp else None
     stride_level = stride_px * plan.read_size_px // plan.out_size_px
     stride0 = tiling.grid.stride_level0_px
 
     def read_batch(sl: slice) -> np.ndarray:
         if sl.stop == sl.start:
             return np.zeros((0, tile_size_px, tile_size_px, 3), np.uint8)
+        if context_plan is not None:
+            return np.stack([read_tile_with_context(slide, (int(x), int(y)), plan, context_plan) for x, y in coords[sl]])
         if plan.needs_resize:
             return np.stack([read_tile(slide, (int(x), int(y)), plan) for x, y in coords[sl]])
         return np.stack(_read_runs(slide, coords[sl], plan, stride0, stride_level))
@@ -142,6 +148,7 @@ def predict_slide(
         mpp=slide.mpp,
         attrs={"slide": slide.name, "slide_path": str(slide.path), "model": cfg.architecture,
                "model_weights": cfg.weights, "target_mpp": mpp, "tile_size_px": tile_size_px, "stride_px": stride_px,
+               "context_mpp": context_mpp or 0.0,
                "level": plan.level, "tta": tta, "min_tissue": min_tissue, "cadx_version": __version__},
     )
     stream = total - t_tiling

@@ -78,7 +78,8 @@ def predict_slides(
             with open_slide(path, mpp=mpp_override) as slide:
                 bar.set_postfix_str(slide.name)
                 pred = predict_slide(slide, predictor, mpp=float(tile["mpp"]), tile_size_px=int(tile["size_px"]),
-                                     stride_px=stride_px, tta=tta, batch_size=batch_size, progress=bar.update)
+                                     context_mpp=tile.get("context_mpp"), stride_px=stride_px, tta=tta,
+                                     batch_size=batch_size, progress=bar.update)
                 hm = pred.heatmap
                 write_heatmap_h5(out / f"{slide.name}.h5", hm,
                                  tiles={"coords": pred.tiling.coords_xy, "probs": pred.tile_probs})

@@ -185,3 +185,21 @@ def read_overview(slide: SlideReader, target_mpp: float) -> tuple[np.ndarray, fl
         image = np.asarray(Image.fromarray(image).resize((out_w, out_h), Image.Resampling.BOX))
     h, w = image.shape[:2]
     return image, slide.mpp * (w0 / w + h0 / h) / 2.0
+
+
+def read_tile_with_context(
+    slide: SlideReader, location_xy: Sequence[int], plan: ReadPlan, context_plan: ReadPlan
+) -> np.ndarray:
+    """A tile and, stacked behind it, a coarser tile with the same centre (multi-scale input).
+
+    Returns
+    -------
+    ndarray of uint8, shape (out_size_px, out_size_px, 6)
+        Channels 0-2 the tile at ``plan``, channels 3-5 the context at ``context_plan`` (parts
+        beyond the slide's edge are white).
+    """
+    x, y = (int(v) for v in location_xy)
+    cx, cy = x + plan.size_level0_px // 2, y + plan.size_level0_px // 2
+    half = context_plan.size_level0_px // 2
+    context = read_tile(slide, (cx - half, cy - half), context_plan)
+    return np.concatenate([read_tile(slide, (x, y), plan), context], axis=2)

@@ -126,6 +126,11 @@ def create_model(
         state = read_state_dict(weights_file)
         if any(k.startswith("_blocks.") for k in state):
             state = rename_lukemelas_lite_keys(state, [len(s) for s in model.blocks])
+        if in_chans != 3:  # e.g. 6 = tile + context tile: spread the RGB filters over the inputs
+            from timm.models._manipulate import adapt_input_conv
+
+            key = f"{model.pretrained_cfg['first_conv']}.weight"
+            state[key] = adapt_input_conv(in_chans, state[key])
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -139,13 +144,19 @@ def create_model(
         num_classes=num_classes,
         in_chans=in_chans,
         input_size=int(input_size or cfg.get("input_size", (3, 224, 224))[-1]),
-        mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
+        mean=_per_channel(cfg.get("mean", (0.485, 0.456, 0.406)), in_chans),
+        std=_per_channel(cfg.get("std", (0.229, 0.224, 0.225)), in_chans),
         weights=source,
         class_names=tuple(class_names or ()),
     )
     log.info("built %s (%s, %d classes)", name, source, num_classes)
     return model
+
+
+def _per_channel(values: Any, in_chans: int) -> tuple[float, ...]:
+    """RGB statistics repeated over ``in_chans`` inputs (6 = two stacked RGB tiles)."""
+    vals = [float(v) for v in values]
+    return tuple(vals[i % len(vals)] for i in range(in_chans))
 
 
 def build_from_config(config: ModelConfig) -> Any:

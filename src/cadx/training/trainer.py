@@ -44,6 +44,9 @@ class TrainConfig:
         See :func:`cadx.models.factory.create_model`.
     mpp, tile_size : float, int
         Tile resolution (um/px) and side (px).
+    context_mpp : float, optional
+        Multi-scale input: a second tile of the same size and centre at this coarser resolution,
+        stacked as channels 3-5 (the model gets 6 input channels).
     trainable_blocks : int
         Blocks fine-tuned after the warm-up, counted from the top (-1: the whole network).
     """
@@ -54,6 +57,7 @@ class TrainConfig:
     pretrained: bool | str = True
     mpp: float = 0.5
     tile_size: int = 128
+    context_mpp: float | None = None
     min_tissue: float = 0.5
     batch_size: int = 32
     warmup_steps: int = 20
@@ -191,16 +195,16 @@ def train_tile_classifier(cfg: TrainConfig, *, show_progress: bool = True) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    index = build_tile_index(ensure_coords(cfg, out))
+    index = build_tile_index(ensure_coords(cfg, out), context_mpp=cfg.context_mpp)
     train_names, val_names = split_slides(index, cfg.val_fraction, cfg.seed)
     train_idx, val_idx = index.subset(train_names), index.subset(val_names)
     log.info("train slides %s, validation slides %s", train_names, val_names)
 
     model = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=2, input_size=cfg.tile_size,
-                         class_names=("normal", "tumor"))
+                         in_chans=6 if cfg.context_mpp else 3, class_names=("normal", "tumor"))
     mc = model.cadx_config
     model.to(device)
-    tile_spec = {"mpp": cfg.mpp, "size_px": cfg.tile_size, "min_tissue": cfg.min_tissue,
+    tile_spec = {"mpp": cfg.mpp, "size_px": cfg.tile_size, "context_mpp": cfg.context_mpp, "min_tissue": cfg.min_tissue,
                  "label_rule": "tumor: centre half >= 50% tumour; normal: no tumour"}
     total_steps = cfg.warmup_steps + cfg.finetune_steps
     history: list[dict[str, Any]] = []
