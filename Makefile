@@ -29,7 +29,7 @@ test: install-dev
 	$(PY) -m pytest -q
 
 bench: install-dev
-	$(PY) benchmarks/bench_wsi.py --out bench_out
+	$(PY) benchmarks/bench_wsi.py --size 20000 --out bench_out
 	$(PY) benchmarks/bench_inference.py --slide bench_out/synthetic_20000.tif
 
 clean:
