@@ -91,7 +91,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
         outlines = [a.coords_xy for a in read_asap_xml(xml)] if xml.exists() else []
         with open_slide(slide_path) as slide:
             hm = read_heatmap_h5(pred_dir / f"{slide.name}.h5")
-            overlays[f"{slide.name} ({'tumour' if outlines else 'normal'}, score {report.scores[slide.name]:.2f})"] = \
+            overlays[f"{slide.name} ({'tumour' if outlines else 'normal'}, max tile p {report.scores[slide.name]:.2f})"] = \
                 write_overlay_png(out / "overlays" / f"{slide.name}.png", slide, hm, max_size_px=600, outlines=outlines)
     first = sorted((cohort / "training" / "tumor").glob("*.tif"))[0]
     with open_slide(first) as slide:
