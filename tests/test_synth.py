@@ -124,3 +124,12 @@ def test_layout_annotations_groups():
     anns = layout_annotations(lay)
     assert {a.group for a in anns} <= {"_0", "_1", "_2"}
     assert anns[0].group == "_0"
+
+
+def test_max_lesion_size_cap():
+    sizes = [les.diameter_um for s in range(10)
+             for les in make_layout(size_wh=(16384, 16384), seed=s, tumor=True, max_lesion_um=500).lesions]
+    assert max(sizes) <= 500 + 1e-6 and min(sizes) > 0
+    uncapped = [les.diameter_um for s in range(10)
+                for les in make_layout(size_wh=(16384, 16384), seed=s, tumor=True).lesions]
+    assert max(uncapped) > 600  # without the cap, lesions on these slides reach ~900 um

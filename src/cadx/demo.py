@@ -36,18 +36,20 @@ TARGET_FROC = 0.70
 
 
 def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_train: int = 6, n_test: int = 16,
-             tumor_contrast: float = 0.2, warmup_steps: int = 15, finetune_steps: int = 90) -> dict[str, Any]:
+             tumor_contrast: float = 0.2, max_lesion_um: float | None = 500.0, warmup_steps: int = 15,
+             finetune_steps: int = 90) -> dict[str, Any]:
     """Run the whole CAMELYON-style pipeline and return the metrics (also in ``out_dir``)."""
     out = Path(out_dir)
     t_start = time.perf_counter()
     times: dict[str, float] = {}
     print(f"cadx demo (seed {seed}): {n_train} tumour + {n_train} normal training slides, {n_test} test slides, "
-          f"{size_px} px at 0.243 um/px, tumour contrast {tumor_contrast}")
+          f"{size_px} px at 0.243 um/px, tumour contrast {tumor_contrast}, lesions <= {max_lesion_um} um")
 
     t = time.perf_counter()
     cohort = out / "cohort"
     print("[1/4] generating the cohort (CAMELYON16 layout, two staining centres)")
-    params = {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test, "tumor_contrast": tumor_contrast}
+    params = {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test, "tumor_contrast": tumor_contrast,
+              "max_lesion_um": max_lesion_um}
     made = cohort / "demo_params.json"
     if not made.exists() or json.loads(made.read_text()) != params:  # reuse only an identical cohort
         if cohort.exists():
@@ -56,7 +58,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
             shutil.rmtree(cohort)
             shutil.rmtree(out / "train", ignore_errors=True)
         generate_cohort(cohort, n_tumor=n_train, n_normal=n_train, n_test=n_test, size_px=size_px, seed=seed,
-                        tumor_contrast=tumor_contrast)
+                        tumor_contrast=tumor_contrast, max_lesion_um=max_lesion_um)
         made.write_text(json.dumps(params))
     times["synthesise"] = time.perf_counter() - t
 

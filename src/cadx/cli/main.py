@@ -84,6 +84,7 @@ def _synth_slides(args: argparse.Namespace) -> int:
 
     slides = generate_cohort(args.out, n_tumor=args.tumor, n_normal=args.normal, n_test=args.test,
                              size_px=args.size, seed=args.seed, tumor_contrast=args.contrast,
+                             max_lesion_um=args.max_lesion_um,
                              artefacts=not args.no_artefacts, workers=args.workers)
     print(f"wrote {len(slides)} slides to {args.out} (seed {args.seed}); manifest {Path(args.out) / 'cohort.csv'}")
     return 0
@@ -118,7 +119,7 @@ def _demo(args: argparse.Namespace) -> int:
     from cadx.demo import run_demo
 
     run_demo(args.out, seed=args.seed, size_px=args.size, n_train=args.train_slides, n_test=args.test_slides,
-             tumor_contrast=args.contrast)
+             tumor_contrast=args.contrast, max_lesion_um=args.max_lesion_um)
     return 0
 
 
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--size", type=int, default=8192, help="level-0 side in px (snapped for exact levels)")
     sl.add_argument("--seed", type=int, default=0)
     sl.add_argument("--contrast", type=float, default=0.6, help="tumour vs normal contrast, 0..1")
+    sl.add_argument("--max-lesion-um", type=float, help="cap on lesion diameters, um")
     sl.add_argument("--no-artefacts", action="store_true", help="no pen marks, borders or blur")
     sl.add_argument("--workers", type=int, default=2, help="render threads")
     sl.set_defaults(func=_synth_slides)
@@ -303,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-slides", type=int, default=6, help="tumour (and as many normal) training slides")
     demo.add_argument("--test-slides", type=int, default=16)
     demo.add_argument("--contrast", type=float, default=0.2, help="tumour vs normal contrast of the generator")
+    demo.add_argument("--max-lesion-um", type=float, default=500.0,
+                      help="cap on lesion diameters (small micro-metastases keep FROC informative)")
     demo.set_defaults(func=_demo)
     return p
 

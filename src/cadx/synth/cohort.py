@@ -124,6 +124,7 @@ def generate_cohort(
     size_px: int = 8192,
     seed: int = 0,
     tumor_contrast: float = 0.6,
+    max_lesion_um: float | None = None,
     artefacts: bool = True,
     workers: int = 2,
     show_progress: bool = True,
@@ -142,6 +143,8 @@ def generate_cohort(
     seed : int
     tumor_contrast : float
         0..1; lower makes tumour harder to tell from normal lymph node.
+    max_lesion_um : float, optional
+        Cap on lesion diameters (smaller lesions are harder to find).
     artefacts : bool
         Pen marks, black borders and blurred areas on some slides.
     workers : int
@@ -180,6 +183,7 @@ def generate_cohort(
             centre = "A" if rng.random() < 0.5 else "B"
             layout = make_layout(size_wh=(size, size), seed=slide_seed(seed, split, index), tumor=tumor,
                                  centre=centre, tumor_contrast=tumor_contrast, artefacts=artefacts,
+                                 max_lesion_um=max_lesion_um,
                                  mpp=CAMELYON_MPP)
             bar.set_postfix_str(name)
             write_synthetic_slide(path, layout, n_levels=n_levels, workers=workers, progress=bar.update)

@@ -159,6 +159,7 @@ def make_layout(
     tumor_contrast: float = 0.6,
     artefacts: bool = True,
     max_lesions: int = 4,
+    max_lesion_um: float | None = None,
 ) -> SlideLayout:
     """Draw a slide layout.
 
@@ -178,6 +179,8 @@ def make_layout(
         Add pen marks, a black scanner border and blurred patches (each with some probability).
     max_lesions : int
         Upper bound on lesions per tumour slide.
+    max_lesion_um : float, optional
+        Cap on lesion diameters: small micro-metastases make detection (and FROC) harder.
 
     Returns
     -------
@@ -216,6 +219,8 @@ def make_layout(
             cls = rng.choice(["ITC", "Micro", "Macro"], p=[0.0, 0.55, 0.45] if i == 0 else [0.4, 0.4, 0.2])
             lo_um, hi_um = {"ITC": (60, 190), "Micro": (250, 1900), "Macro": (2100, 4000)}[cls]
             diameter_um = rng.uniform(lo_um, hi_um)
+            if max_lesion_um is not None and diameter_um > max_lesion_um:
+                diameter_um = rng.uniform(0.6 * max_lesion_um, max_lesion_um)
             max_diam_px = 1.2 * inner  # keep it inside the section
             radius_px = min(diameter_um / mpp / 2, max_diam_px / 2)
             dist = rng.uniform(0, max(inner - radius_px * 1.3, 0))
@@ -223,6 +228,9 @@ def make_layout(
             lc = (cx + dist * np.cos(ang), cy + dist * np.sin(ang))
             outline = blob(rng, lc, radius_px, roughness=0.3, aspect=rng.uniform(0.7, 1.4), n_vertices=64)
             d_um = _max_diameter(outline) * mpp
+            if max_lesion_um is not None and d_um > max_lesion_um:  # shrink about the centre to the cap
+                outline = (outline - np.asarray(lc)) * (max_lesion_um / d_um) + np.asarray(lc)
+                d_um = _max_diameter(outline) * mpp
             holes: list[np.ndarray] = []
             if d_um > 800:
                 for _ in range(int(rng.integers(1, 3))):
