@@ -7,11 +7,9 @@ per stride: memory scales with the number of tiles, never with the level-0 area.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import numpy as np
 
 from cadx import __version__
 from cadx.io.heatmap_h5 import Heatmap
+from cadx.io.prefetch import prefetch_map
 from cadx.io.resolution import plan_read, read_tile, read_tile_with_context
 from cadx.io.slide import SlideReader
 from cadx.inference.predictor import Predictor, tta_proba
@@ -36,10 +35,6 @@ class SlidePrediction:
     tiling: TilingResult
     tile_probs: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def _batches(n: int, size: int) -> list[slice]:
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def predict_slide(
@@ -103,39 +98,24 @@ def predict_slide(
     stride0 = tiling.grid.stride_level0_px
 
     def read_batch(sl: slice) -> np.ndarray:
-        if sl.stop == sl.start:
-            return np.zeros((0, tile_size_px, tile_size_px, 3), np.uint8)
         if context_plan is not None:
             return np.stack([read_tile_with_context(slide, (int(x), int(y)), plan, context_plan) for x, y in coords[sl]])
         if plan.needs_resize:
             return np.stack([read_tile(slide, (int(x), int(y)), plan) for x, y in coords[sl]])
         return np.stack(_read_runs(slide, coords[sl], plan, stride0, stride_level))
 
-    batches = _batches(len(coords), batch_size)
     if read_workers is None:
         read_workers = max(1, min(4, (os.cpu_count() or 2) // 2))
-    with cf.ThreadPoolExecutor(max_workers=max(1, read_workers)) as pool:
-        pending: deque[tuple[slice, cf.Future[np.ndarray]]] = deque()
-        it = iter(batches)
-        for sl in it:
-            pending.append((sl, pool.submit(read_batch, sl)))
-            if len(pending) >= prefetch_batches:
-                break
-        while pending:
-            sl, fut = pending.popleft()
-            tiles = fut.result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(read_batch, nxt)))
-            tm = time.perf_counter()
-            p = tta_proba(predictor, tiles) if tta else predictor.predict_proba(tiles)
-            t_model += time.perf_counter() - tm
-            probs[sl] = p[:, positive_class]
-            if progress is not None:
-                progress(len(tiles))
+    batches = [slice(i, min(i + batch_size, len(coords))) for i in range(0, len(coords), batch_size)]
+    for sl, tiles in prefetch_map(read_batch, batches, workers=read_workers, ahead=prefetch_batches):
+        tm = time.perf_counter()
+        p = tta_proba(predictor, tiles) if tta else predictor.predict_proba(tiles)
+        t_model += time.perf_counter() - tm
+        probs[sl] = p[:, positive_class]
+        if progress is not None:
+            progress(len(tiles))
 
     grid_h, grid_w = tiling.grid.grid_shape_hw
-    stride0 = tiling.grid.stride_level0_px
     grid = np.full((grid_h, grid_w), np.nan, np.float32)
     grid[coords[:, 1] // stride0, coords[:, 0] // stride0] = probs
     total = time.perf_counter() - t0

@@ -8,14 +8,13 @@ time in worker threads, so memory does not grow with the slide's size.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from cadx.io.atomic import atomic_path
+from cadx.io.prefetch import prefetch_map
 
 #: ``render(x0, y0, width, height, downsample) -> (height, width, C) uint8``; x0/y0 in level-0 px.
 RenderFn = Callable[[int, int, int, int, float], np.ndarray]
@@ -134,18 +133,7 @@ def _tiles(
         return px
 
     positions = [(c, r) for r in range(0, level_h, tile) for c in range(0, level_w, tile)]
-    with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending: deque[cf.Future[np.ndarray]] = deque()
-        it = iter(positions)
-        for pos in it:
-            pending.append(pool.submit(job, *pos))
-            if len(pending) >= 2 * max(1, workers):
-                break
-        while pending:
-            px = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(job, *nxt))
-            if progress is not None:
-                progress(1)
-            yield px
+    for _, px in prefetch_map(lambda pos: job(*pos), positions, workers=workers, ahead=2 * max(1, workers)):
+        if progress is not None:
+            progress(1)
+        yield px

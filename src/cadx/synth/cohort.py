@@ -75,7 +75,7 @@ def slide_seed(seed: int, split: str, index: int) -> int:
 def layout_annotations(layout: SlideLayout) -> list[Annotation]:
     """ASAP annotations of a layout's lesions: outlines in their group, holes as ``_2``."""
     anns: list[Annotation] = []
-    for i, les in enumerate(layout.lesions):
+    for les in layout.lesions:
         anns.append(Annotation(les.outline_xy, group=les.group, name=f"Annotation {len(anns)}"))
         for hole in les.holes_xy:
             anns.append(Annotation(hole, group="_2", name=f"Annotation {len(anns)}"))

@@ -193,7 +193,7 @@ def make_layout(
     n_pieces = int(rng.integers(1, 4)) if short >= 3000 else 1
     tissue = []
     centres = []
-    for i in range(n_pieces):
+    for _ in range(n_pieces):
         radius = short * rng.uniform(0.22, 0.3) / (1.0 + 0.35 * (n_pieces - 1))
         for _ in range(200):
             cx = rng.uniform(radius * 1.35, w - radius * 1.35)

@@ -1,0 +1,39 @@
+"""Ordered, bounded look-ahead over a thread pool: the reading/rendering side of a pipeline.
+
+``ThreadPoolExecutor.map`` submits every item at once; this keeps at most ``ahead`` results in
+flight, so memory stays bounded while work overlaps the consumer.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def prefetch_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, ahead: int) -> Iterator[tuple[T, R]]:
+    """Yield ``(item, fn(item))`` in input order, computing up to ``ahead`` items in advance.
+
+    Examples
+    --------
+    >>> [r for _, r in prefetch_map(lambda x: x * x, range(5), workers=2, ahead=2)]
+    [0, 1, 4, 9, 16]
+    """
+    with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: deque[tuple[T, cf.Future[R]]] = deque()
+        it = iter(items)
+        for item in it:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) >= max(1, ahead):
+                break
+        while pending:
+            item, fut = pending.popleft()
+            result = fut.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(fn, nxt)))
+            yield item, result

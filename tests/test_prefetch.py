@@ -1,0 +1,26 @@
+"""The bounded look-ahead used by the TIFF writer and slide inference."""
+
+from __future__ import annotations
+
+import threading
+
+from cadx.io.prefetch import prefetch_map
+
+
+def test_order_kept_and_look_ahead_bounded():
+    started, lock, seen_max = [], threading.Lock(), [0]
+    consumed = [0]
+
+    def work(x: int) -> int:
+        with lock:
+            started.append(x)
+            seen_max[0] = max(seen_max[0], len(started) - consumed[0])
+        return x * 10
+
+    out = []
+    for item, result in prefetch_map(work, range(20), workers=2, ahead=3):
+        out.append((item, result))
+        consumed[0] += 1
+    assert out == [(i, i * 10) for i in range(20)]
+    assert seen_max[0] <= 3 + 1  # at most `ahead` in flight, plus the one just handed over
+    assert list(prefetch_map(work, [], workers=2, ahead=3)) == []
