@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from cadx.io.prefetch import prefetch_map
+from cadx.parallel.prefetch import prefetch_map
 
 
 def test_order_kept_and_look_ahead_bounded():

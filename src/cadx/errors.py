@@ -52,3 +52,39 @@ class AnnotationError(InputFileError):
 
 class CheckpointError(InputFileError):
     """A model checkpoint is missing, corrupt, or does not match what it is used for."""
+
+
+class ConfigError(CadxError):
+    """A configuration file or value is invalid; the message names the file and the key."""
+
+
+class MissingExtraError(CadxError):
+    """An optional dependency group is not installed."""
+
+
+def require_extra(module: str, extra: str) -> object:
+    """Import ``module`` or raise :class:`MissingExtraError` naming ``pip install 'cadx[extra]'``.
+
+    Parameters
+    ----------
+    module : str
+        Importable name, e.g. ``"pydicom"``.
+    extra : str
+        The cadx extra that installs it, e.g. ``"ct"``.
+
+    Examples
+    --------
+    >>> require_extra("json", "core").__name__
+    'json'
+    >>> try:
+    ...     require_extra("no_such_module_xyz", "ct")
+    ... except MissingExtraError as exc:
+    ...     print(exc)
+    no_such_module_xyz is not installed: pip install 'cadx[ct]'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(f"{module} is not installed: pip install 'cadx[{extra}]'") from None

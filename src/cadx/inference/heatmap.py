@@ -18,7 +18,7 @@ import numpy as np
 
 from cadx import __version__
 from cadx.io.heatmap_h5 import Heatmap
-from cadx.io.prefetch import prefetch_map
+from cadx.parallel.prefetch import prefetch_map
 from cadx.io.resolution import plan_read, read_tile, read_tile_with_context
 from cadx.io.slide import SlideReader
 from cadx.inference.predictor import Predictor, tta_proba

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cadx.io.atomic import atomic_path
-from cadx.io.prefetch import prefetch_map
+from cadx.parallel.prefetch import prefetch_map
 
 #: ``render(x0, y0, width, height, downsample) -> (height, width, C) uint8``; x0/y0 in level-0 px.
 RenderFn = Callable[[int, int, int, int, float], np.ndarray]

@@ -21,6 +21,7 @@ import numpy as np
 from cadx.datasets.tiles import NORMAL, TUMOR, BalancedSampler, TileDataset, TileIndex, build_tile_index
 from cadx.errors import CadxError
 from cadx.models.checkpoint import load_checkpoint, save_checkpoint
+from cadx.models.device import resolve_device
 from cadx.models.factory import create_model
 from cadx.wsi.tiling import find_slides, tile_cohort
 
@@ -92,14 +93,6 @@ class TrainConfig:
         if "data_dir" not in raw or "out_dir" not in raw:
             raise CadxError(f"{path}: 'data_dir' and 'out_dir' are required")
         return cls(**raw)
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def split_slides(index: TileIndex, val_fraction: float, seed: int) -> tuple[list[str], list[str]]:

@@ -14,6 +14,8 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+_END = object()  # private sentinel: items may legitimately be None
+
 
 def prefetch_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, ahead: int) -> Iterator[tuple[T, R]]:
     """Yield ``(item, fn(item))`` in input order, computing up to ``ahead`` items in advance.
@@ -33,7 +35,7 @@ def prefetch_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, ahea
         while pending:
             item, fut = pending.popleft()
             result = fut.result()
-            nxt = next(it, None)
-            if nxt is not None:
+            nxt = next(it, _END)
+            if nxt is not _END:
                 pending.append((nxt, pool.submit(fn, nxt)))
             yield item, result

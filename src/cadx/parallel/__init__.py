@@ -1,0 +1,1 @@
+"""Running work concurrently: bounded look-ahead over threads, and the cohort loop."""
