@@ -24,7 +24,7 @@ from cadx.inference.slides import predict_slides
 from cadx.io.annotations import read_asap_xml
 from cadx.io.heatmap_h5 import read_heatmap_h5
 from cadx.io.slide import open_slide
-from cadx.report.html import write_report
+from cadx.report.html import write_html
 from cadx.synth.cohort import generate_cohort
 from cadx.training.trainer import TrainConfig, train_tile_classifier
 from cadx.wsi.preview import write_tiling_preview
@@ -113,9 +113,13 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
         "inference": f"{tiles_per_s:.0f} tiles/s end to end (ONNX Runtime)",
         "timings (s)": json.dumps({k: round(v, 1) for k, v in times.items()}),
     }
-    write_report(out / "report.html", title="cadx: CAMELYON16-style metastasis detection (synthetic cohort)",
-                 metrics=metrics, per_slide=metrics["per_slide"], overlays=overlays,
-                 plots={"roc": out / "roc.png", "froc": out / "froc.png", "tiles": grid_png}, facts=facts)
+    write_html(out / "report.html", "camelyon16.html.j2",
+               title="cadx: CAMELYON16-style metastasis detection (synthetic cohort)",
+               legend=("Heatmaps show the tile classifier's tumour probability (red high, blue low, nothing "
+                       "outside tissue); black lines are the ground-truth lesion outlines."),
+               score_name="random forest on heatmap features", metrics=metrics, per_slide=metrics["per_slide"],
+               overlays=overlays, plots={"roc": out / "roc.png", "froc": out / "froc.png", "tiles": grid_png},
+               facts=facts)
     summary = {k: v for k, v in metrics.items() if k != "per_slide"}
     summary.update(seconds=times, seed=seed, checkpoint=str(ckpt), report=str(out / "report.html"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
