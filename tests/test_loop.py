@@ -105,8 +105,8 @@ def _resume_setup(tmp_path, *, factory=True):
     def evaluate():
         return {"acc": float((model(x).argmax(1) == y).float().mean())}
 
-    kw = dict(loss_fn=torch.nn.CrossEntropyLoss(), batches=batches, evaluate=evaluate, monitor="acc",
-              eval_every=4, patience=None, out_dir=tmp_path, seed=11)
+    kw = {"loss_fn": torch.nn.CrossEntropyLoss(), "batches": batches, "evaluate": evaluate, "monitor": "acc",
+          "eval_every": 4, "patience": None, "out_dir": tmp_path, "seed": 11}
     return model, phases, kw
 
 

@@ -96,7 +96,7 @@ def test_values_from_code_are_checked_too(layout, tmp_path):
 
 def test_errors_come_before_any_work(tmp_path, layout, monkeypatch):
     """A bad config never reaches tiling: nothing is written to out_dir."""
-    import cadx.tasks.camelyon16.train as train
+    from cadx.tasks.camelyon16 import train
 
     monkeypatch.setattr(train, "tile_cohort", lambda *a, **k: pytest.fail("tiling started"))
     out = tmp_path / "out"

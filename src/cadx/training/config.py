@@ -69,7 +69,8 @@ def format_validation_error(source: str, exc: ValidationError, cls: type | None 
         A dataclass: its field names are listed for an unknown key.
     """
     parts = []
-    known = ", ".join(f.name for f in dataclasses.fields(cls)) if cls is not None and dataclasses.is_dataclass(cls) else ""
+    is_dataclass = cls is not None and dataclasses.is_dataclass(cls)
+    known = ", ".join(f.name for f in dataclasses.fields(cls)) if is_dataclass else ""
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         kind, msg = err["type"], err["msg"]

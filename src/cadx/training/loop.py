@@ -161,6 +161,23 @@ def fit(
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    CheckpointError
+        ``out_dir/last.pt`` is not a resume file of these phases (it is never unpickled).
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.linspace(-1, 1, 64)[:, None]
+    >>> model = torch.nn.Linear(1, 1)
+    >>> result = fit(model, [Phase("train", 100, 0.1)], loss_fn=torch.nn.MSELoss(), batches=[(x, 2 * x)],
+    ...              evaluate=lambda: {"mse": float(torch.nn.functional.mse_loss(model(x), 2 * x))},
+    ...              monitor="mse", mode="min", eval_every=50)
+    >>> round(model.weight.item(), 1), result.steps, [h["step"] for h in result.history]
+    (2.0, 100, [50, 100])
     """
     import torch
 

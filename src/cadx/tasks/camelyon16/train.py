@@ -205,9 +205,10 @@ class TqdmProgress:
         self._bar.update(1)
         self._bar.set_postfix(loss=f"{metrics['loss']:.3f}", phase=metrics["phase"])
         if self.monitor in metrics:
+            nan = float("nan")
             self.write(f"step {step:>4} [{metrics['phase']}] loss {metrics['loss']:.3f}  "
-                       f"{self.monitor} {metrics[self.monitor]:.3f}  sens {metrics.get('val_sensitivity', float('nan')):.2f} "
-                       f"spec {metrics.get('val_specificity', float('nan')):.2f}")
+                       f"{self.monitor} {metrics[self.monitor]:.3f}  sens {metrics.get('val_sensitivity', nan):.2f} "
+                       f"spec {metrics.get('val_specificity', nan):.2f}")
 
     def write(self, line: str) -> None:
         if self._bar is not None and not self.disable:
@@ -231,7 +232,7 @@ def _evaluate(model: Any, batches: list[tuple[Any, Any]], device: str) -> dict[s
     auc = float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else float("nan")
     pred = p >= 0.5
     return {"val_auc": auc, "val_sensitivity": float(pred[y == 1].mean()),
-            "val_specificity": float((~pred[y == 0]).mean()), "val_tiles": int(len(y))}
+            "val_specificity": float((~pred[y == 0]).mean()), "val_tiles": len(y)}
 
 
 def _val_positions(index: TileIndex, n: int, seed: int) -> np.ndarray:
