@@ -20,7 +20,7 @@ from cadx.datasets.tiles import (
     label_tiles,
 )
 from cadx.io.resolution import ReadPlan
-from cadx.preprocessing.augment import ColorJitter, dihedral, to_model_input
+from cadx.preprocessing.augment import ColorJitter, TileAugment, dihedral, to_model_input
 
 PLAN = ReadPlan(level=0, level_downsample=1.0, level_mpp=0.5, target_mpp=0.5, out_size_px=32, read_size_px=32)
 
@@ -92,23 +92,62 @@ def test_tile_index_from_coordinate_files(tiled_cohort):
     assert by_name["tumor_001"].plan.out_size_px == 64
 
 
+def test_tile_augment_same_change_for_tile_and_context():
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    out = TileAugment()(np.concatenate([tile, tile], axis=2), np.random.default_rng(5))
+    assert out.shape == (8, 8, 6) and np.array_equal(out[..., :3], out[..., 3:])
+    assert not np.array_equal(out[..., :3], tile)
+    k = int(np.random.default_rng(5).integers(8))  # the first draw picks the symmetry
+    assert np.array_equal(TileAugment(color=None)(tile, np.random.default_rng(5)), dihedral(tile, k))
+    assert np.array_equal(TileAugment(color=None, symmetries=False)(tile, rng), tile)
+
+
 def test_tile_dataset_reads_normalised_tiles(tiled_cohort):
     index = build_tile_index(tiled_cohort)
-    ds = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3, augment=True, seed=0)
+    ds = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3, transform=TileAugment(), jitter_frac=0.1, seed=0)
     pos = tuple(index.positions(TUMOR)[0])
     x, y = ds[pos]
     assert x.shape == (3, 64, 64) and x.dtype == np.float32 and y == 1
     assert -1.0 <= x.min() and x.max() <= 1.0
-    plain = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3, augment=False)
+    plain = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3)
     np.testing.assert_array_equal(plain[pos][0], plain[pos][0])
+    assert not np.array_equal(plain[pos][0], x)
+
+
+def _read_in_workers(ds, items):
+    from torch.utils.data import DataLoader
+
+    return [x for x, _ in DataLoader(ds, batch_size=None, sampler=items, num_workers=2)]
+
+
+def test_augmentation_is_reproducible_from_the_seed(tiled_cohort):
+    """Same seed and item: the same augmented tile in any dataset, process or worker, on any read."""
+    pytest.importorskip("torch")
+    index = build_tile_index(tiled_cohort)
+    pos = [tuple(int(v) for v in p) for p in index.positions(TUMOR)[:2]]
+
+    def make(seed):
+        return TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3, transform=TileAugment(), jitter_frac=0.1,
+                           seed=seed)
+
+    items = [(*pos[0], 0), (*pos[0], 0), (*pos[0], 1), (*pos[1], 0), (*pos[0], 0)]
+    here = [make(3)[item][0] for item in items]
+    np.testing.assert_array_equal(here[0], here[1])  # read twice in one process
+    np.testing.assert_array_equal(here[0], here[4])
+    np.testing.assert_array_equal(here[0], make(3)[pos[0]][0])  # draw 0 is the default
+    assert not np.array_equal(here[0], here[2])  # another draw of the same tile: another augmentation
+    assert not np.array_equal(here[0], make(4)[items[0]][0])  # another seed
+    for got, want in zip(_read_in_workers(make(3), items), here, strict=True):  # worker processes
+        np.testing.assert_array_equal(np.asarray(got), want)
 
 
 def test_multiscale_context_tiles(tiled_cohort):
     index = build_tile_index(tiled_cohort, context_mpp=2.0)
-    ds = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, augment=False)
+    ds = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6)
     pos = tuple(index.positions(TUMOR)[0])
     x, y = ds[pos]
     assert x.shape == (6, 64, 64) and y == 1
     assert not np.allclose(x[:3], x[3:])  # the context is a different (coarser) view
-    aug = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, augment=True, seed=1)
+    aug = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, transform=TileAugment(), jitter_frac=0.1, seed=1)
     assert aug[pos][0].shape == (6, 64, 64)

@@ -26,7 +26,7 @@ from cadx.io.heatmap_h5 import read_heatmap_h5
 from cadx.io.slide import open_slide
 from cadx.report.html import write_html
 from cadx.synth.cohort import generate_cohort
-from cadx.training.trainer import TrainConfig, train_tile_classifier
+from cadx.tasks.camelyon16.train import TrainConfig, train_tile_classifier
 from cadx.wsi.preview import write_tiling_preview
 from cadx.wsi.tiling import tile_slide
 

@@ -124,7 +124,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cadx.training.trainer import TrainConfig, train_tile_classifier
+    from cadx.tasks.camelyon16.train import TrainConfig, train_tile_classifier
 
     cfg = TrainConfig.from_yaml(args.config)
     path = train_tile_classifier(cfg)

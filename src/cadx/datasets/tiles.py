@@ -8,8 +8,7 @@ out of training. Each worker process keeps its slides open (no per-item reopen).
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from cadx.errors import InputFileError
 from cadx.io.coords_h5 import read_coords_h5
 from cadx.io.resolution import ReadPlan
 from cadx.io.slide import SlideReader, open_slide
-from cadx.preprocessing.augment import ColorJitter, dihedral, to_model_input
+from cadx.preprocessing.augment import to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -170,52 +169,60 @@ class TileReader:
 
 
 class TileDataset:
-    """A map-style dataset over ``(slide, tile)`` positions: returns ``(CHW float32, label)``.
+    """A map-style dataset over tile positions: returns ``(CHW float32, label)``.
+
+    Augmentation is reproducible from the seed alone: the random generator of an item is
+    ``np.random.default_rng([seed, slide, tile, draw])``, the same in every process and worker and
+    however often the item is read.
 
     Parameters
     ----------
     index : TileIndex
     mean, std : sequence of float
         Normalisation of the model (from ``model.cadx_config``).
-    augment : bool
-        Dihedral, colour jitter and translation jitter (up to ``jitter_frac`` of a tile).
+    transform : callable, optional
+        ``transform(tile (H, W, C) uint8, rng) -> (H, W, C) uint8``, e.g.
+        :class:`cadx.preprocessing.augment.TileAugment`; ``None``: tiles as read.
+    jitter_frac : float
+        Translation jitter when reading: the tile origin moves by up to this fraction of the tile
+        side (level-0 pixels) in x and y; ``0``: none. A shifted read that leaves the slide falls
+        back to the unshifted tile.
     seed : int
+
+    Notes
+    -----
+    Items are ``(slide, tile)`` or ``(slide, tile, draw)``: ``draw`` (e.g. the sample's number in
+    the training stream) gives the same tile a different augmentation each time it is drawn; it is
+    0 when left out.
     """
 
-    def __init__(self, index: TileIndex, *, mean: Sequence[float], std: Sequence[float], augment: bool,
-                 seed: int = 0, jitter_frac: float = 0.1, color: ColorJitter | None = None) -> None:
+    def __init__(self, index: TileIndex, *, mean: Sequence[float], std: Sequence[float],
+                 transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+                 jitter_frac: float = 0.0, seed: int = 0) -> None:
         self.index = index
         self.mean, self.std = tuple(mean), tuple(std)
-        self.augment = augment
-        self.seed = seed
+        self.transform = transform
         self.jitter_frac = jitter_frac
-        self.color = color or ColorJitter()
+        self.seed = seed
         self._reader: TileReader | None = None
-        self._calls = 0
 
-    def __getitem__(self, pos: tuple[int, int]) -> tuple[np.ndarray, int]:
+    def __getitem__(self, pos: tuple[int, int] | tuple[int, int, int]) -> tuple[np.ndarray, int]:
         if self._reader is None:
             self._reader = TileReader(self.index)
-        slide, tile = pos
+        slide, tile = int(pos[0]), int(pos[1])
+        draw = int(pos[2]) if len(pos) > 2 else 0
         label = int(self.index.slides[slide].labels[tile])
-        if self.augment:
-            self._calls += 1
-            rng = np.random.default_rng([self.seed, slide, tile, self._calls, os.getpid()])
-            st = self.index.slides[slide]
-            j = int(self.jitter_frac * st.plan.size_level0_px)
-            shift = tuple(int(v) for v in rng.integers(-j, j + 1, 2)) if j else (0, 0)
+        img = None
+        rng = np.random.default_rng([self.seed, slide, tile, draw])
+        j = int(self.jitter_frac * self.index.slides[slide].plan.size_level0_px)
+        if j:
+            shift = tuple(int(v) for v in rng.integers(-j, j + 1, 2))
             try:
                 img = self._reader.read(slide, tile, shift_xy=shift)
             except InputFileError:
-                img = self._reader.read(slide, tile)
-            img = dihedral(img, int(rng.integers(8)))
-            groups = []
-            for c in range(0, img.shape[2], 3):  # same colour change for the tile and its context
-                state = rng.bit_generator.state
-                groups.append(self.color(img[:, :, c:c + 3], rng))
-                if c + 3 < img.shape[2]:
-                    rng.bit_generator.state = state
-            img = np.concatenate(groups, axis=2)
-        else:
+                img = None
+        if img is None:
             img = self._reader.read(slide, tile)
+        if self.transform is not None:
+            img = self.transform(img, rng)
         return to_model_input(img[None], self.mean, self.std)[0], max(label, 0)

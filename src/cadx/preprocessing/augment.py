@@ -1,8 +1,11 @@
 """Tile augmentation and normalisation in numpy (the seed's recipe).
 
-Tiles are ``(H, W, 3)`` uint8 RGB. Geometric: the 8 flips/rotations of the square (dihedral group).
-Colour: brightness, contrast, saturation and hue jitter, as Liu et al. (2017) use for stain
-variation. Translation jitter is applied when the tile is read (see ``cadx.datasets.tiles``).
+Tiles are ``(H, W, 3)`` uint8 RGB (or ``(H, W, 6)``: a tile and its context tile). Geometric: the 8
+flips/rotations of the square (dihedral group). Colour: brightness, contrast, saturation and hue
+jitter, as Liu et al. (2017) use for stain variation. Translation jitter is applied when the tile is
+read (see ``cadx.datasets.tiles``). Transforms are plain callables: configured in ``__init__``,
+applied by ``transform(tile, rng)`` with an explicit :class:`numpy.random.Generator`, so the caller
+decides where the randomness comes from (and can make it reproducible).
 """
 
 from __future__ import annotations
@@ -58,6 +61,47 @@ class ColorJitter:
         if self.hue:
             x = _rotate_hue(x, rng.uniform(-self.hue, self.hue) * 2 * np.pi)
         return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class TileAugment:
+    """The training augmentation: one of the 8 dihedral symmetries, then colour jitter.
+
+    Every 3-channel group (a tile and its context tile) gets the same symmetry and the same colour
+    change.
+
+    Parameters
+    ----------
+    color : ColorJitter, optional
+        ``None``: no colour change.
+    symmetries : bool
+        Apply a random rotation/flip of the square.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tile = np.random.default_rng(0).integers(0, 256, (4, 4, 6), dtype=np.uint8)
+    >>> aug = TileAugment()
+    >>> a = aug(tile, np.random.default_rng(1))
+    >>> a.shape, np.array_equal(a, aug(tile, np.random.default_rng(1)))
+    ((4, 4, 6), True)
+    """
+
+    color: ColorJitter | None = ColorJitter()
+    symmetries: bool = True
+
+    def __call__(self, tile: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.symmetries:
+            tile = dihedral(tile, int(rng.integers(8)))
+        if self.color is None:
+            return tile
+        groups = []
+        for c in range(0, tile.shape[2], 3):  # same colour change for the tile and its context
+            state = rng.bit_generator.state
+            groups.append(self.color(tile[:, :, c:c + 3], rng))
+            if c + 3 < tile.shape[2]:
+                rng.bit_generator.state = state
+        return np.concatenate(groups, axis=2)
 
 
 def _rotate_hue(x: np.ndarray, angle: float) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""One package per public dataset: folder layout, label rule, metrics, outputs and demo."""

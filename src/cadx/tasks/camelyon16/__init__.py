@@ -1,0 +1,1 @@
+"""CAMELYON16: metastasis detection in lymph-node whole-slide images."""
