@@ -135,7 +135,10 @@ def test_malformed_forest_files_are_clean_errors(tmp_path):
 
 def test_feature_table_and_labels(tmp_path):
     header = "slide,score," + ",".join(FEATURE_NAMES)
-    row = lambda name, v: f"{name},{v}," + ",".join(str(v + i) for i in range(N_FEATURES))  # noqa: E731
+
+    def row(name: str, v: float) -> str:
+        return f"{name},{v}," + ",".join(str(v + i) for i in range(N_FEATURES))
+
     (tmp_path / "slide_scores.csv").write_text("\ufeff" + "\n".join([header, row("tumor_001", 0.9),
                                                                       row("normal_002", 0.1)]) + "\n")
     names, feats = read_feature_table(tmp_path)
