@@ -83,6 +83,8 @@ def test_every_supported_backbone_builds_and_runs(name):
     size = 299 if name == "inception_v3" else 96
     with torch.inference_mode():
         assert m(torch.zeros(1, 3, size, size)).shape == (1, 2)
+        pooled = m.forward_head(m.forward_features(torch.zeros(1, 3, size, size)), pre_logits=True)
+    assert pooled.shape == (1, m.get_classifier().in_features)  # what Predictor.embed returns
 
 
 def test_checkpoint_round_trip(tmp_path):
