@@ -146,3 +146,13 @@ def load_predictor(checkpoint: str | Path, *, backend: str = "auto", device: str
     if not onnx_path.exists() or onnx_path.stat().st_mtime < checkpoint.stat().st_mtime:
         export_onnx(model, onnx_path)
     return OnnxPredictor(onnx_path), meta
+
+
+# Shim until H1's predictor API lands: the names callers use from now on.
+def predict_tta(predictor: Predictor, tiles: np.ndarray) -> np.ndarray:
+    """Mean of ``predictor.predict`` over the 8 dihedral transforms (shim for H1's ``predict_tta``)."""
+    return sum(predictor.predict(np.stack([dihedral(t, k) for t in tiles])) for k in range(8)) / 8.0
+
+
+TorchPredictor.predict = TorchPredictor.predict_proba  # type: ignore[attr-defined]
+OnnxPredictor.predict = OnnxPredictor.predict_proba  # type: ignore[attr-defined]
