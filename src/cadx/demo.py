@@ -19,7 +19,7 @@ from cadx import __version__
 from cadx.evaluation.report import evaluate_camelyon
 from cadx.inference.heatmap import write_overlay_png
 from cadx.inference.predictor import load_predictor
-from cadx.inference.slide_classifier import fit_slide_forest, label_from_name, read_feature_table, save_slide_forest
+from cadx.tasks.camelyon16.slide_forest import fit_slide_forest, label_from_name, read_feature_table, save_slide_forest
 from cadx.inference.slides import predict_slides
 from cadx.io.annotations import read_asap_xml
 from cadx.io.heatmap_h5 import read_heatmap_h5

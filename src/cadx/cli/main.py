@@ -153,7 +153,7 @@ def _predict_slides(args: argparse.Namespace) -> int:
 
 
 def _fit_slide_classifier(args: argparse.Namespace) -> int:
-    from cadx.inference.slide_classifier import (
+    from cadx.tasks.camelyon16.slide_forest import (
         fit_slide_forest,
         label_from_name,
         read_feature_table,

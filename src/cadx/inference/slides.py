@@ -64,7 +64,7 @@ def predict_slides(
 
     rf = None
     if slide_classifier is not None:
-        from cadx.inference.slide_classifier import load_slide_forest
+        from cadx.tasks.camelyon16.slide_forest import load_slide_forest
 
         rf = load_slide_forest(slide_classifier)
     out = Path(out_dir)
@@ -93,7 +93,7 @@ def predict_slides(
             report.seconds[slide.name] = pred.seconds
             row = {"slide": slide.name, "score": f"{feats[0]:.6f}"}
             if rf is not None:
-                from cadx.inference.slide_classifier import forest_scores
+                from cadx.tasks.camelyon16.slide_forest import forest_scores
 
                 row["rf_score"] = f"{forest_scores(rf, feats)[0]:.6f}"
             feature_rows.append({**row, **{n: f"{v:.6g}" for n, v in zip(FEATURE_NAMES, feats, strict=True)}})
