@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cadx.io.annotations import read_asap_xml
-from cadx.io.coords_h5 import read_coords_h5, write_coords_h5
+from cadx.io.h5 import read_coords_h5, write_coords_h5
 from cadx.io.slide import open_slide
 from cadx.preprocessing.masks import rasterize_polygons
 from cadx.wsi.annotation_mask import write_annotation_mask_tiff

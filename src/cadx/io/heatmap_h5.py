@@ -15,7 +15,7 @@ import numpy as np
 
 from cadx.errors import InputFileError
 from cadx.io.atomic import atomic_path
-from cadx.io.coords_h5 import plain_attrs
+from cadx.io.h5 import plain_attrs
 
 
 @dataclass

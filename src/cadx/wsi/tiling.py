@@ -19,7 +19,7 @@ import numpy as np
 from cadx import __version__
 from cadx.errors import CadxError
 from cadx.io.annotations import Annotation, check_within, polygons_in_paint_order, read_asap_xml
-from cadx.io.coords_h5 import write_coords_h5
+from cadx.io.h5 import write_coords_h5
 from cadx.io.resolution import DEFAULT_MPP_TOLERANCE, ReadPlan, plan_read
 from cadx.io.slide import SlideReader, open_slide
 from cadx.preprocessing.masks import rasterize_polygons
