@@ -1,20 +1,13 @@
-"""Known answers for the CAMELYON16 metrics (the official script's rules)."""
+"""Known answers for the CAMELYON16 metrics (the official script's rules) and the slide AUC."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cadx.evaluation.camelyon import (
-    auc_with_ci,
-    evaluation_mask,
-    froc_curve,
-    froc_score,
-    itc_labels,
-    score_detections,
-    sens_spec,
-)
 from cadx.io.annotations import Detection
+from cadx.metrics.classification import auc_with_ci, roc_auc, sens_spec
+from cadx.metrics.froc import SlideHits, evaluation_mask, froc_curve, froc_score, itc_labels, score_detections
 
 DS = 32  # level 5
 
@@ -73,8 +66,6 @@ def test_every_detection_on_a_normal_slide_is_fp():
 
 def test_froc_hand_computed():
     # Slide 1: two lesions, hit at 0.9 and missed (0); FP at 0.5.  Slide 2 (normal): FPs 0.8, 0.3.
-    from cadx.evaluation.camelyon import SlideHits
-
     s1 = SlideHits("a", [0.5], np.array([0.9, 0.0], np.float32), 2)
     s2 = SlideHits("b", [0.8, 0.3], np.zeros(0, np.float32), 0)
     fps, sens = froc_curve([s1, s2])
@@ -87,8 +78,6 @@ def test_froc_hand_computed():
 
 
 def test_froc_perfect_and_useless():
-    from cadx.evaluation.camelyon import SlideHits
-
     perfect = [SlideHits("a", [], np.array([0.9, 0.8], np.float32), 2), SlideHits("b", [0.1], np.zeros(0), 0)]
     assert froc_score(*froc_curve(perfect))[0] == pytest.approx(1.0)
     useless = [SlideHits("a", [0.9, 0.8], np.array([0.1], np.float32), 1), SlideHits("b", [0.95], np.zeros(0), 0)]
@@ -107,9 +96,26 @@ def test_auc_ci_and_operating_point():
 
 def test_official_quirk_lowest_probability_is_never_a_threshold():
     """As in Evaluation_FROC.py: a submission whose detections all share one probability scores 0."""
-    from cadx.evaluation.camelyon import SlideHits
-
     same = [SlideHits("a", [], np.array([0.9, 0.9], np.float32), 2)]
     assert froc_score(*froc_curve(same))[0] == 0.0
     with_low_fp = [SlideHits("a", [0.01], np.array([0.9, 0.9], np.float32), 2)]
     assert froc_score(*froc_curve(with_low_fp))[0] == pytest.approx(1.0)
+
+
+def test_roc_auc_matches_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.random(200) + 0.3 * y, 1)  # rounding makes many ties
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert roc_auc([1, 0, 1], [0.2, 0.5, 0.9]) == 0.5
+    with pytest.raises(ValueError, match="0 or 1"):
+        roc_auc([0, 2], [0.1, 0.2])
+
+
+def test_bootstrap_interval_known_answer():
+    # The values cadx 0.1.0 (scikit-learn AUCs, same resampling) gave: the move to numpy changed nothing.
+    r = auc_with_ci([0, 1, 0, 1, 1, 0, 1, 0], [0.1, 0.9, 0.4, 0.35, 0.8, 0.2, 0.6, 0.7], n_boot=500)
+    assert r.auc == pytest.approx(0.8125)
+    assert (r.ci_low, r.ci_high) == (pytest.approx(3 / 7, abs=1e-12), 1.0)
