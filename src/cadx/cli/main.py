@@ -134,7 +134,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict_slides(args: argparse.Namespace) -> int:
     from cadx.inference.predictor import load_predictor
-    from cadx.inference.slides import predict_slides
+    from cadx.tasks.camelyon16.predict import predict_slides
     from cadx.wsi.tiling import find_slides
 
     slides = find_slides(args.slides)
@@ -162,7 +162,7 @@ def _fit_slide_classifier(args: argparse.Namespace) -> int:
 
     names, feats = read_feature_table(args.pred)
     if args.reference:
-        from cadx.evaluation.report import read_reference
+        from cadx.io.tables import read_reference
 
         ref = read_reference(args.reference)
         labels = [ref[n.lower()] for n in names]
@@ -174,7 +174,7 @@ def _fit_slide_classifier(args: argparse.Namespace) -> int:
 
 
 def _evaluate_camelyon(args: argparse.Namespace) -> int:
-    from cadx.evaluation.report import evaluate_camelyon
+    from cadx.tasks.camelyon16.evaluate import evaluate_camelyon
 
     m = evaluate_camelyon(args.pred, args.truth, out_dir=args.out, threshold=args.threshold,
                           score_column=args.score_column)
