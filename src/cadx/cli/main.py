@@ -93,14 +93,13 @@ def _synth_slides(args: argparse.Namespace) -> int:
 def _annotations_mask(args: argparse.Namespace) -> int:
     from cadx.io.annotations import read_asap_xml
     from cadx.io.slide import open_slide
+    from cadx.io.tiff import pyramid_level_count
     from cadx.wsi.annotation_mask import write_annotation_mask_tiff
 
     anns = read_asap_xml(args.xml)
     with open_slide(args.slide, mpp=args.mpp) as slide:
         w, h = slide.dimensions
-        n = 1
-        while n < slide.level_count and w % 2**n == 0 and h % 2**n == 0 and min(w, h) >> n >= 512:
-            n += 1
+        n = pyramid_level_count((w, h), max_levels=slide.level_count, exact=True)
         write_annotation_mask_tiff(args.out, anns, size_wh=(w, h), mpp=slide.mpp, n_levels=n, annotations_path=args.xml)
     print(f"{args.out}: {len(anns)} annotations, {n} levels")
     return 0
