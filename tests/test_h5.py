@@ -31,7 +31,8 @@ def test_score_grid_round_trip_keeps_channels_nan_geometry_and_plain_attrs(tmp_p
     back = read_score_grid_h5(path)
     np.testing.assert_array_equal(back.values, g.values)  # NaN in the same places
     assert back.values.dtype == np.float32 and back.channel_names == ("tumor", "stroma")
-    assert (back.stride_level0_px, back.tile_size_level0_px, back.slide_size_wh, back.mpp) == (128, 256, (600, 400), 0.243)
+    geometry = (back.stride_level0_px, back.tile_size_level0_px, back.slide_size_wh, back.mpp)
+    assert geometry == (128, 256, (600, 400), 0.243)
     assert back.attrs == {"slide": "s", "tta": True, "level": 1, "classes": ["a", "b"], "mpp_list": [0.5]}
     assert type(back.attrs["tta"]) is bool and type(back.attrs["level"]) is int
     assert back.channel("stroma")[2, 3] == pytest.approx(0.75)

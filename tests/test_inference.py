@@ -90,7 +90,8 @@ def _grid() -> ScoreGrid:
 
 def test_nms_keeps_peaks_and_suppresses_neighbours():
     dets = nms_detections(_grid(), threshold=0.5, radius_um=150)
-    assert [(d.prob, d.x, d.y) for d in dets] == [(pytest.approx(0.9), 250.0, 250.0), (pytest.approx(0.6), 850.0, 750.0)]
+    assert [(d.prob, d.x, d.y) for d in dets] == [(pytest.approx(0.9), 250.0, 250.0),
+                                                  (pytest.approx(0.6), 850.0, 750.0)]
     assert len(nms_detections(_grid(), threshold=0.5, radius_um=50)) == 3
 
 

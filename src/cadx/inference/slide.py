@@ -120,7 +120,8 @@ def predict_slide(
 
     def read_batch(sl: slice) -> np.ndarray:
         if context_plan is not None:
-            return np.stack([read_tile_with_context(slide, (int(x), int(y)), plan, context_plan) for x, y in coords[sl]])
+            return np.stack([read_tile_with_context(slide, (int(x), int(y)), plan, context_plan)
+                             for x, y in coords[sl]])
         if plan.needs_resize:
             return np.stack([read_tile(slide, (int(x), int(y)), plan) for x, y in coords[sl]])
         return np.stack(_read_runs(slide, coords[sl], plan, stride0, stride_level))
@@ -171,7 +172,8 @@ def predict_slide(
                             "stream_tiles_per_s": len(coords) / stream if stream else 0.0})
 
 
-def _read_runs(slide: SlideReader, coords: np.ndarray, plan: ReadPlan, stride0: int, stride_level: int) -> list[np.ndarray]:
+def _read_runs(slide: SlideReader, coords: np.ndarray, plan: ReadPlan, stride0: int,
+               stride_level: int) -> list[np.ndarray]:
     """Read runs of horizontally adjacent tiles with one ``read_region`` each, then slice.
 
     Fewer, larger reads decode each JPEG tile of the file once per run instead of once per tile.

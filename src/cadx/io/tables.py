@@ -198,6 +198,7 @@ def read_reference(path: str | Path) -> dict[str, int]:
             continue
         label = row[1].lower() if len(row) > 1 else ""
         if label not in ("tumor", "normal"):
-            raise InputFileError(path, f"row {number}, column 2: {label or 'missing'!r}: expected name,Tumor|Normal,...")
+            raise InputFileError(path, f"row {number}, column 2: {label or 'missing'!r}: "
+                                       "expected name,Tumor|Normal,...")
         out[row[0].lower()] = int(label == "tumor")
     return out

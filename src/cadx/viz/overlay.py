@@ -178,7 +178,8 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, *, colour: Sequence[int] =
     from skimage.segmentation import find_boundaries
 
     h, w = image.shape[:2]
-    m = np.asarray(Image.fromarray(np.asarray(mask).astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0
+    m = Image.fromarray(np.asarray(mask).astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)
+    m = np.asarray(m) > 0
     out = image.astype(np.float32)
     col = np.array(colour, np.float32)
     out[m] = (1 - alpha) * out[m] + alpha * col
@@ -194,8 +195,8 @@ def draw_outlines(image: np.ndarray, polygons_xy: Sequence[np.ndarray], *, scale
     Examples
     --------
     >>> import numpy as np
-    >>> img = draw_outlines(np.full((20, 20, 3), 255, np.uint8), [np.array([[50, 50], [150, 50], [150, 150], [50, 150]])],
-    ...                     scale=0.1, width=1)
+    >>> square = np.array([[50, 50], [150, 50], [150, 150], [50, 150]])
+    >>> img = draw_outlines(np.full((20, 20, 3), 255, np.uint8), [square], scale=0.1, width=1)
     >>> img[5, 5].tolist(), img[10, 10].tolist(), img[5, 10].tolist()
     ([0, 0, 0], [255, 255, 255], [0, 0, 0])
     """

@@ -163,7 +163,8 @@ def evaluate_camelyon(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: s
                 raise InputFileError(pred / f"{name}.h5", "score grid needed for the slide size of a tumour slide")
             mask = truth_mask(truth, name, grid.slide_size_wh)
             if mask is None:
-                raise InputFileError(truth / "lesion_annotations" / f"{name}.xml", "no annotation or mask for a tumour slide")
+                raise InputFileError(truth / "lesion_annotations" / f"{name}.xml",
+                                     "no annotation or mask for a tumour slide")
         em = evaluation_mask(mask) if mask is not None else None
         itc = itc_labels(em) if em is not None else set()
         h = score_detections(name, dets, em, itc)
@@ -173,7 +174,8 @@ def evaluate_camelyon(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: s
             tile_p.append(p[y >= 0])
             tile_y.append(y[y >= 0])
         per_slide.append({"slide": name, "label": "Tumor" if reference[name] else "Normal", "score": scores[name],
-                          "lesions": h.n_lesions, "itc": len(itc), "lesions_detected": int((h.tp_probs >= threshold).sum()),
+                          "lesions": h.n_lesions, "itc": len(itc),
+                          "lesions_detected": int((h.tp_probs >= threshold).sum()),
                           "false_positives_at_threshold": int((np.asarray(h.fp_probs) >= threshold).sum()),
                           "detections": len(dets)})
 
