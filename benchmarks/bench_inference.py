@@ -43,7 +43,7 @@ def _predictor(name: str, size: int, backend: str, workdir: str):
 def run_case(name: str, size: int, backend: str, slide: str, n_model: int, q: mp.Queue) -> None:
     import numpy as np
 
-    from cadx.inference.heatmap import predict_slide
+    from cadx.inference.slide import predict_slide
     from cadx.io.slide import open_slide
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +78,7 @@ def make_checkpoint(path: str, size: int, q: mp.Queue) -> None:
 
 def run_big(slide: str, ckpt: str, q: mp.Queue) -> None:
     """The production path: load the checkpoint (cached ONNX), predict the whole slide."""
-    from cadx.inference.heatmap import predict_slide
+    from cadx.inference.slide import predict_slide
     from cadx.inference.predictor import load_predictor
     from cadx.io.slide import open_slide
 
@@ -89,7 +89,7 @@ def run_big(slide: str, ckpt: str, q: mp.Queue) -> None:
         r = predict_slide(s, pred, mpp=0.5, tile_size_px=size)
         dims = s.dimensions
     q.put({"tiles": r.seconds["tiles"], "slide_s": r.seconds["total"], "e2e": r.seconds["tiles_per_s"],
-           "rss": peak_rss_mb(), "base_rss": base, "dims": dims, "grid": list(r.heatmap.probs.shape), "size": size})
+           "rss": peak_rss_mb(), "base_rss": base, "dims": dims, "grid": list(r.grid.shape_hw), "size": size})
 
 
 

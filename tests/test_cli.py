@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cadx.cli.main import main
-from cadx.io.coords_h5 import read_coords_h5
+from cadx.io.h5 import read_coords_h5
 
 from .conftest import SVS
 

@@ -64,18 +64,18 @@ def test_evaluation_of_perfect_predictions(cohort, tmp_path):
     Probabilities must be distinct and a low-probability FP present: the official script never
     uses the lowest distinct probability as a threshold (see test_evaluation).
     """
-    from cadx.evaluation.report import evaluate_camelyon
-    from cadx.inference.detections import write_detections_csv
     from cadx.io.annotations import Detection
-    from cadx.io.heatmap_h5 import Heatmap, write_heatmap_h5
+    from cadx.io.h5 import ScoreGrid, write_score_grid_h5
+    from cadx.io.tables import write_detections_csv
+    from cadx.tasks.camelyon16.evaluate import evaluate_camelyon
 
     out_dir, slides = cohort
     pred = tmp_path / "pred"
     rows = []
     for s in (s for s in slides if s.split == "testing"):
         w, h = s.layout.size_wh
-        hm = Heatmap(np.zeros((h // 256, w // 256), np.float32), 256, 256, (w, h), 0.243)
-        write_heatmap_h5(pred / f"{s.name}.h5", hm)
+        hm = ScoreGrid(np.zeros((1, h // 256, w // 256), np.float32), ("tumor_probability",), 256, 256, (w, h), 0.243)
+        write_score_grid_h5(pred / f"{s.name}.h5", hm)
         dets = [Detection(0.01, 5.0, 5.0)]  # a low-probability FP on the glass corner
         for i, les in enumerate(s.layout.lesions):
             cx, cy = les.outline_xy.mean(axis=0)  # inside these star-shaped outlines

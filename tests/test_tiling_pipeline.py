@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cadx.io.annotations import read_asap_xml
-from cadx.io.coords_h5 import read_coords_h5, write_coords_h5
+from cadx.io.h5 import read_coords_h5, write_coords_h5
 from cadx.io.slide import open_slide
 from cadx.preprocessing.masks import rasterize_polygons
 from cadx.wsi.annotation_mask import write_annotation_mask_tiff
@@ -103,3 +103,36 @@ def test_tissue_detection_on_the_real_svs():
     assert tm.mask[stained].mean() > 0.85  # stained tissue is found
     assert tm.mask[glass].mean() < 0.1  # glass is not
     assert 0.2 < tm.mask.mean() < 0.7
+
+
+def test_tile_cohort_collects_failures_and_skips_existing(cohort, tmp_path):
+    from cadx.wsi.tiling import tile_cohort
+
+    out_dir, slides = cohort
+    train = [s.path for s in slides if s.split == "training"][:2]
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    out = tmp_path / "coords"
+    r = tile_cohort([train[0], tmp_path / "broken.tif", train[1]], out, target_mpp=1.0, tile_size_px=128,
+                    show_progress=False)
+    assert [p.name for p in r.written] == [f"{train[0].stem}.h5", f"{train[1].stem}.h5"]
+    assert [p.name for p, _ in r.failures] == ["broken.tif"] and "broken.tif" in r.failures[0][1]
+    assert r.n_tiles == sum(len(read_coords_h5(p)) for p in r.written) > 0 and r.skipped == []
+    before = (out / f"{train[0].stem}.h5").stat().st_mtime_ns
+    again = tile_cohort(train, out, skip_existing=True, target_mpp=1.0, tile_size_px=128, show_progress=False)
+    assert again.skipped == train and again.written == [] and again.n_tiles == 0
+    assert (out / f"{train[0].stem}.h5").stat().st_mtime_ns == before
+
+
+def test_pyramid_level_count_is_the_old_cli_rule():
+    """``cadx annotations mask`` used its own loop; the shared counter must give the same levels."""
+    from cadx.io.tiff import pyramid_level_count
+
+    def old(w, h, level_count):
+        n = 1
+        while n < level_count and w % 2**n == 0 and h % 2**n == 0 and min(w, h) >> n >= 512:
+            n += 1
+        return n
+
+    for w, h in [(4096, 4096), (3000, 2048), (3002, 2048), (1024, 800), (100000, 220000), (97792, 221184), (511, 9000)]:
+        for levels in (1, 2, 3, 9):
+            assert pyramid_level_count((w, h), max_levels=levels, exact=True) == old(w, h, levels), (w, h, levels)

@@ -69,7 +69,7 @@ def test_split_is_by_slide_and_stratified(tmp_path):
 
 def test_multiscale_training_and_prediction(cohort, tmp_path):
     from cadx.inference.predictor import load_predictor
-    from cadx.inference.slides import predict_slides
+    from cadx.tasks.camelyon16.predict import predict_slides
 
     cohort_dir, slides = cohort
     path = train_tile_classifier(_cfg(cohort_dir, tmp_path, context_mpp=1.0, finetune_steps=0), show_progress=False)

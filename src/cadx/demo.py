@@ -16,18 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from cadx import __version__
-from cadx.evaluation.report import evaluate_camelyon
-from cadx.inference.heatmap import write_overlay_png
 from cadx.inference.predictor import load_predictor
-from cadx.tasks.camelyon16.slide_forest import fit_slide_forest, label_from_name, read_feature_table, save_slide_forest
-from cadx.inference.slides import predict_slides
 from cadx.io.annotations import read_asap_xml
-from cadx.io.heatmap_h5 import read_heatmap_h5
+from cadx.io.h5 import read_score_grid_h5 as read_heatmap_h5
 from cadx.io.slide import open_slide
 from cadx.report.html import write_html
 from cadx.synth.cohort import generate_cohort
+from cadx.tasks.camelyon16.evaluate import evaluate_camelyon
+from cadx.tasks.camelyon16.predict import predict_slides
+from cadx.tasks.camelyon16.slide_forest import fit_slide_forest, label_from_name, read_feature_table, save_slide_forest
 from cadx.tasks.camelyon16.train import TrainConfig, train_tile_classifier
-from cadx.wsi.preview import write_tiling_preview
+from cadx.wsi.preview import write_overlay_png, write_tiling_preview
 from cadx.wsi.tiling import tile_slide
 
 #: The demo's quality bar on its own cohort (issue #3).

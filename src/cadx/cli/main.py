@@ -93,14 +93,13 @@ def _synth_slides(args: argparse.Namespace) -> int:
 def _annotations_mask(args: argparse.Namespace) -> int:
     from cadx.io.annotations import read_asap_xml
     from cadx.io.slide import open_slide
+    from cadx.io.tiff import pyramid_level_count
     from cadx.wsi.annotation_mask import write_annotation_mask_tiff
 
     anns = read_asap_xml(args.xml)
     with open_slide(args.slide, mpp=args.mpp) as slide:
         w, h = slide.dimensions
-        n = 1
-        while n < slide.level_count and w % 2**n == 0 and h % 2**n == 0 and min(w, h) >> n >= 512:
-            n += 1
+        n = pyramid_level_count((w, h), max_levels=slide.level_count, exact=True)
         write_annotation_mask_tiff(args.out, anns, size_wh=(w, h), mpp=slide.mpp, n_levels=n, annotations_path=args.xml)
     print(f"{args.out}: {len(anns)} annotations, {n} levels")
     return 0
@@ -134,7 +133,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict_slides(args: argparse.Namespace) -> int:
     from cadx.inference.predictor import load_predictor
-    from cadx.inference.slides import predict_slides
+    from cadx.tasks.camelyon16.predict import predict_slides
     from cadx.wsi.tiling import find_slides
 
     slides = find_slides(args.slides)
@@ -162,7 +161,7 @@ def _fit_slide_classifier(args: argparse.Namespace) -> int:
 
     names, feats = read_feature_table(args.pred)
     if args.reference:
-        from cadx.evaluation.report import read_reference
+        from cadx.io.tables import read_reference
 
         ref = read_reference(args.reference)
         labels = [ref[n.lower()] for n in names]
@@ -174,7 +173,7 @@ def _fit_slide_classifier(args: argparse.Namespace) -> int:
 
 
 def _evaluate_camelyon(args: argparse.Namespace) -> int:
-    from cadx.evaluation.report import evaluate_camelyon
+    from cadx.tasks.camelyon16.evaluate import evaluate_camelyon
 
     m = evaluate_camelyon(args.pred, args.truth, out_dir=args.out, threshold=args.threshold,
                           score_column=args.score_column)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cadx.errors import InputFileError
-from cadx.io.coords_h5 import read_coords_h5
+from cadx.io.h5 import read_coords_h5
 from cadx.io.resolution import ReadPlan
 from cadx.io.slide import SlideReader, open_slide
 from cadx.preprocessing.augment import to_model_input

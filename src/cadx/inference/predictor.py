@@ -320,3 +320,4 @@ def load_predictor(checkpoint: str | Path, *, backend: str = "auto",
             log.info("re-exporting %s: it was not exported from this checkpoint", onnx_path)
     export_onnx(model, onnx_path, checkpoint_sha256=digest)
     return OnnxPredictor(onnx_path), meta
+

@@ -164,8 +164,8 @@ def read_tile(slide: SlideReader, location_xy: Sequence[int], plan: ReadPlan) ->
 def read_overview(slide: SlideReader, target_mpp: float) -> tuple[np.ndarray, float]:
     """Read the whole slide at about ``target_mpp`` (for tissue masks and thumbnails).
 
-    Reads the coarsest level not coarser than ``target_mpp`` and box-resizes to the target, so
-    memory is bounded by the overview's size.
+    The one overview read is :meth:`SlideReader.get_thumbnail` (the coarsest level not coarser
+    than asked, box-resized), here sized for ``target_mpp``; never finer than level 0.
 
     Returns
     -------
@@ -173,16 +173,9 @@ def read_overview(slide: SlideReader, target_mpp: float) -> tuple[np.ndarray, fl
     mpp : float
         The overview's actual resolution (um/px), computed from its integer size.
     """
-    from PIL import Image
-
     w0, h0 = slide.dimensions
-    ds_wanted = target_mpp / slide.mpp
-    level = slide.best_level_for_downsample(max(ds_wanted, 1.0))
-    lw, lh = slide.level_dimensions[level]
-    image = slide.read_region((0, 0), level, (lw, lh))
-    out_w, out_h = max(1, int(round(w0 / ds_wanted))), max(1, int(round(h0 / ds_wanted)))
-    if (out_w, out_h) != (lw, lh) and ds_wanted > 1.0:
-        image = np.asarray(Image.fromarray(image).resize((out_w, out_h), Image.Resampling.BOX))
+    ds_wanted = max(target_mpp / slide.mpp, 1.0)
+    image = slide.get_thumbnail((w0 / ds_wanted, h0 / ds_wanted))
     h, w = image.shape[:2]
     return image, slide.mpp * (w0 / w + h0 / h) / 2.0
 

@@ -20,11 +20,35 @@ from cadx.parallel.prefetch import prefetch_map
 RenderFn = Callable[[int, int, int, int, float], np.ndarray]
 
 
-def pyramid_level_count(size_wh: tuple[int, int], *, min_level_size_px: int = 512) -> int:
-    """Number of 2x levels until the short side would drop below ``min_level_size_px``."""
-    short = min(size_wh)
+def pyramid_level_count(size_wh: tuple[int, int], *, min_level_size_px: int = 512, max_levels: int | None = None,
+                        exact: bool = False) -> int:
+    """Number of 2x levels until the short side would drop below ``min_level_size_px``.
+
+    Parameters
+    ----------
+    size_wh : (int, int)
+        Level-0 ``(width, height)``.
+    min_level_size_px : int
+        Smallest short side a level may have.
+    max_levels : int, optional
+        Never more levels than this (e.g. the source slide's level count).
+    exact : bool
+        Also stop before a level whose downsample does not divide both sides, so every level has
+        an exact integer size (what :func:`write_pyramid_tiff` requires of a given size).
+
+    Examples
+    --------
+    >>> pyramid_level_count((4096, 4096)), pyramid_level_count((4096, 4096), max_levels=2)
+    (4, 2)
+    >>> pyramid_level_count((3000, 2048)), pyramid_level_count((3000, 2048), exact=True)
+    (3, 3)
+    >>> pyramid_level_count((3002, 2048), exact=True)  # 3002 is not divisible by 4
+    2
+    """
+    w, h = (int(v) for v in size_wh)
     n = 1
-    while short // 2**n >= min_level_size_px:
+    while min(w, h) // 2**n >= min_level_size_px and (max_levels is None or n < max_levels) and (
+            not exact or (w % 2**n == 0 and h % 2**n == 0)):
         n += 1
     return n
 

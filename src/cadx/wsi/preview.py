@@ -1,4 +1,8 @@
-"""Pictures people look at: thumbnails with the tissue outline, the tile grid, mask overlays."""
+"""Pictures of slides people look at: tissue mask, tile grid, score-grid overlays.
+
+This module reads the slide's thumbnail and hands it to the one renderer, :mod:`cadx.viz.overlay`,
+which owns scaling and drawing.
+"""
 
 from __future__ import annotations
 
@@ -8,74 +12,81 @@ from pathlib import Path
 import numpy as np
 
 from cadx.io.atomic import atomic_path
+from cadx.io.h5 import ScoreGrid
 from cadx.io.slide import SlideReader
 from cadx.preprocessing.tissue import TissueMask
+from cadx.viz.overlay import DEFAULT_CMAP, draw_boxes, draw_outlines, overlay_grid, overlay_mask, thumbnail_scale
 
 
-def _resize_mask(mask: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+def _write_png(path: str | Path, image: np.ndarray, pnginfo=None) -> Path:
     from PIL import Image
 
-    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(shape_hw[::-1], Image.Resampling.NEAREST)) > 0
-
-
-def mask_overlay(thumbnail: np.ndarray, mask: np.ndarray, *, colour: Sequence[int] = (0, 200, 0),
-                 alpha: float = 0.3, outline: bool = True) -> np.ndarray:
-    """Tint ``mask`` (any resolution) over an RGB thumbnail and draw its outline."""
-    from skimage.segmentation import find_boundaries
-
-    m = _resize_mask(mask, thumbnail.shape[:2])
-    out = thumbnail.astype(np.float32)
-    col = np.array(colour, np.float32)
-    out[m] = (1 - alpha) * out[m] + alpha * col
-    if outline:
-        edge = find_boundaries(m, mode="inner")
-        out[edge] = col
-    return out.round().clip(0, 255).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG", pnginfo=pnginfo)
+    return Path(path)
 
 
 def write_mask_preview(path: str | Path, slide: SlideReader, tissue: TissueMask, *, max_size_px: int = 1024) -> Path:
     """PNG: the slide thumbnail with the tissue mask tinted and outlined."""
-    from PIL import Image
-
     thumb = slide.get_thumbnail((max_size_px, max_size_px))
-    with atomic_path(path) as tmp:
-        Image.fromarray(mask_overlay(thumb, tissue.mask)).save(tmp, format="PNG")
-    return Path(path)
+    return _write_png(path, overlay_mask(thumb, tissue.mask))
 
 
 def write_mask_png(path: str | Path, tissue: TissueMask) -> Path:
     """PNG of the binary mask (255 = tissue) with its resolution in the PNG text chunk."""
-    from PIL import Image, PngImagePlugin
+    from PIL import PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
     info.add_text("mpp", f"{tissue.mpp:.6f}")
     info.add_text("method", tissue.method)
-    with atomic_path(path) as tmp:
-        Image.fromarray(tissue.mask.astype(np.uint8) * 255).save(tmp, format="PNG", pnginfo=info)
-    return Path(path)
+    return _write_png(path, tissue.mask.astype(np.uint8) * 255, pnginfo=info)
 
 
 def tiling_preview(slide: SlideReader, tissue: TissueMask, coords_xy: np.ndarray, size_level0_px: int,
                    *, max_size_px: int = 1024) -> np.ndarray:
-    """RGB picture: thumbnail, tissue outline (green), kept tiles (blue rectangles)."""
-    from PIL import Image, ImageDraw
-
+    """RGB picture: thumbnail, tissue outline (green), kept tiles (blue squares)."""
     thumb = slide.get_thumbnail((max_size_px, max_size_px))
-    img = Image.fromarray(mask_overlay(thumb, tissue.mask, alpha=0.0))
-    scale = thumb.shape[1] / slide.dimensions[0]
-    draw = ImageDraw.Draw(img)
-    s = size_level0_px * scale
-    for x, y in np.asarray(coords_xy, dtype=np.float64):
-        draw.rectangle([x * scale, y * scale, x * scale + s, y * scale + s], outline=(30, 60, 220))
-    return np.asarray(img)
+    img = overlay_mask(thumb, tissue.mask, alpha=0.0)
+    return draw_boxes(img, coords_xy, size_level0_px, scale=thumbnail_scale(thumb.shape[:2], slide.dimensions))
 
 
 def write_tiling_preview(path: str | Path, slide: SlideReader, result: object, *, max_size_px: int = 1024) -> Path:
     """PNG of :func:`tiling_preview` for a :class:`~cadx.wsi.tiling.TilingResult`."""
-    from PIL import Image
-
     img = tiling_preview(slide, result.tissue, result.coords_xy, result.grid.size_level0_px,  # type: ignore[attr-defined]
                          max_size_px=max_size_px)
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
-    return Path(path)
+    return _write_png(path, img)
+
+
+def score_overlay(slide: SlideReader, grid: ScoreGrid, *, channel: str | None = None, max_size_px: int = 1024,
+                  outlines: Sequence[np.ndarray] | None = None, cmap: str = DEFAULT_CMAP) -> np.ndarray:
+    """RGB picture: one channel of a score grid over the slide's thumbnail, optional outlines.
+
+    Parameters
+    ----------
+    slide : SlideReader
+    grid : ScoreGrid
+        Scores in [0, 1] (probabilities); NaN cells leave the thumbnail as is.
+    channel : str, optional
+        Channel to show (default: the grid's only channel).
+    max_size_px : int
+        Longest side of the picture.
+    outlines : sequence of ndarray, optional
+        Level-0 ``(x, y)`` polygons (e.g. ground-truth lesions), drawn in black.
+    cmap : str
+        A perceptually ordered matplotlib colour map.
+    """
+    thumb = slide.get_thumbnail((max_size_px, max_size_px))
+    scale = thumbnail_scale(thumb.shape[:2], slide.dimensions)
+    img = overlay_grid(thumb, grid.channel(channel), scale=scale, stride_level0_px=grid.stride_level0_px,
+                       tile_size_level0_px=grid.tile_size_level0_px, cmap=cmap)
+    if outlines:
+        img = draw_outlines(img, outlines, scale=scale)
+    return img
+
+
+def write_overlay_png(path: str | Path, slide: SlideReader, grid: ScoreGrid, *, channel: str | None = None,
+                      max_size_px: int = 1024, outlines: Sequence[np.ndarray] | None = None,
+                      cmap: str = DEFAULT_CMAP) -> Path:
+    """PNG of :func:`score_overlay` (atomic)."""
+    return _write_png(path, score_overlay(slide, grid, channel=channel, max_size_px=max_size_px, outlines=outlines,
+                                          cmap=cmap))

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from cadx import __version__
-from cadx.errors import CadxError
 from cadx.io.annotations import Annotation, check_within, polygons_in_paint_order, read_asap_xml
-from cadx.io.coords_h5 import write_coords_h5
+from cadx.io.h5 import write_coords_h5
 from cadx.io.resolution import DEFAULT_MPP_TOLERANCE, ReadPlan, plan_read
 from cadx.io.slide import SlideReader, open_slide
 from cadx.preprocessing.masks import rasterize_polygons
@@ -168,11 +167,24 @@ def tumor_fractions(
 
 @dataclass
 class CohortTilingReport:
-    """What a cohort run wrote and what failed."""
+    """What a cohort run wrote, skipped and what failed.
+
+    Attributes
+    ----------
+    written : list of Path
+        Coordinates files written, in input order.
+    failures : list of (Path, str)
+        Slides skipped for a user error, with the message.
+    n_tiles : int
+        Tiles in the files written.
+    skipped : list of Path
+        Slides whose coordinates file already existed (``skip_existing``).
+    """
 
     written: list[Path] = field(default_factory=list)
     failures: list[tuple[Path, str]] = field(default_factory=list)
     n_tiles: int = 0
+    skipped: list[Path] = field(default_factory=list)
 
 
 def find_slides(inputs: Sequence[str | Path], *, suffixes: Sequence[str] = (".tif", ".tiff", ".svs", ".ndpi",
@@ -196,6 +208,9 @@ def tile_cohort(
     annotations: str | Path | None = None,
     mpp_override: float | None = None,
     previews: bool = False,
+    skip_existing: bool = False,
+    backend: str = "serial",
+    workers: int | None = None,
     show_progress: bool = True,
     **options: Any,
 ) -> CohortTilingReport:
@@ -213,33 +228,55 @@ def tile_cohort(
         Level-0 mpp for files that lack it.
     previews : bool
         Also write ``<slide>.png``: thumbnail, tissue outline, tile grid.
+    skip_existing : bool
+        Leave slides whose ``<slide>.h5`` exists alone (reported in ``skipped``).
+    backend : {"serial", "process"}
+        See :func:`cadx.parallel.jobs.map_jobs`; ``"process"`` tiles ``workers`` slides at once.
+    workers : int, optional
+        Processes for the ``"process"`` backend.
+    show_progress : bool
+        A tqdm bar over slides (when there are at least two).
     **options
         Passed to :func:`tile_slide`.
+
+    Returns
+    -------
+    CohortTilingReport
     """
+    from functools import partial
+
     from tqdm.auto import tqdm
 
-    from cadx.wsi.preview import write_tiling_preview
+    from cadx.parallel.jobs import map_jobs
 
     out = Path(out_dir)
-    report = CohortTilingReport()
-    ann_path = Path(annotations) if annotations else None
-    for path in tqdm(list(slides), desc="tiling", unit="slide", disable=not show_progress or len(slides) < 2):
-        path = Path(path)
-        try:
-            anns = xml = None
-            if ann_path is not None:
-                xml = ann_path / f"{path.stem}.xml" if ann_path.is_dir() else ann_path
-                anns = read_asap_xml(xml) if xml.exists() or not ann_path.is_dir() else []
-                xml = xml if xml.exists() else None
-            with open_slide(path, mpp=mpp_override) as slide:
-                result = tile_slide(slide, annotations=anns, annotations_path=xml, **options)
-                h5 = write_coords_h5(out / f"{slide.name}.h5", result.coords_xy, result.attrs, result.arrays)
-                if previews:
-                    write_tiling_preview(out / f"{slide.name}.png", slide, result)
-            report.written.append(h5)
-            report.n_tiles += len(result.coords_xy)
-            log.info("%s: %d tiles -> %s", path.name, len(result.coords_xy), h5)
-        except (CadxError, ValueError) as exc:
-            report.failures.append((path, str(exc)))
-            log.warning("skipped %s: %s", path, exc)
+    paths = [Path(p) for p in slides]
+    job = partial(_tile_one, out_dir=out, annotations=Path(annotations) if annotations else None,
+                  mpp_override=mpp_override, previews=previews, options=options)
+    with tqdm(total=len(paths), desc="tiling", unit="slide", disable=not show_progress or len(paths) < 2) as bar:
+        jobs = map_jobs(job, paths, backend=backend, workers=workers, progress=lambda _event: bar.update(1),
+                        skip_done=(lambda p: (out / f"{p.stem}.h5").exists()) if skip_existing else None)
+    report = CohortTilingReport(failures=list(jobs.failures), skipped=list(jobs.skipped))
+    for h5, n_tiles in jobs.results:
+        report.written.append(h5)
+        report.n_tiles += n_tiles
     return report
+
+
+def _tile_one(path: Path, *, out_dir: Path, annotations: Path | None, mpp_override: float | None, previews: bool,
+              options: dict[str, Any]) -> tuple[Path, int]:
+    """Tile one slide of :func:`tile_cohort` (module level, so process workers can run it)."""
+    from cadx.wsi.preview import write_tiling_preview
+
+    anns = xml = None
+    if annotations is not None:
+        xml = annotations / f"{path.stem}.xml" if annotations.is_dir() else annotations
+        anns = read_asap_xml(xml) if xml.exists() or not annotations.is_dir() else []
+        xml = xml if xml.exists() else None
+    with open_slide(path, mpp=mpp_override) as slide:
+        result = tile_slide(slide, annotations=anns, annotations_path=xml, **options)
+        h5 = write_coords_h5(out_dir / f"{slide.name}.h5", result.coords_xy, result.attrs, result.arrays)
+        if previews:
+            write_tiling_preview(out_dir / f"{slide.name}.png", slide, result)
+    log.info("%s: %d tiles -> %s", path.name, len(result.coords_xy), h5)
+    return h5, len(result.coords_xy)

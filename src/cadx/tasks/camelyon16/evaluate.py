@@ -1,7 +1,7 @@
 """``cadx evaluate camelyon``: score a predictions folder against CAMELYON16 ground truth.
 
 Predictions folder (what ``cadx predict slides`` writes): ``<slide>.csv`` detections (``prob,X,Y``),
-``slide_scores.csv`` (``slide,score,...``), and ``<slide>.h5`` heatmaps (for tile-level metrics).
+``slide_scores.csv`` (``slide,score,...``), and ``<slide>.h5`` score grids (slide size, tile metrics).
 Truth folder (CAMELYON16 ``testing`` layout): ``reference.csv`` and either
 ``lesion_annotations/<slide>.xml`` or ``<slide>_Mask.tif`` masks (also under ``masks/``).
 """
@@ -10,51 +10,45 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cadx.datasets.tiles import IGNORE, label_tiles
 from cadx.errors import CadxError, InputFileError
-from cadx.evaluation.camelyon import (
+from cadx.io.annotations import polygons_in_paint_order, read_asap_xml
+from cadx.io.atomic import atomic_path
+from cadx.io.h5 import ScoreGrid, read_score_grid_h5
+from cadx.io.tables import read_detections_csv, read_reference, read_slide_scores
+from cadx.metrics.classification import auc_with_ci, roc_auc, sens_spec
+from cadx.metrics.froc import (
     EVAL_LEVEL,
     FROC_FP_RATES,
-    auc_with_ci,
     evaluation_mask,
     froc_curve,
     froc_score,
     itc_labels,
     score_detections,
-    sens_spec,
 )
-from cadx.evaluation.plots import plot_froc, plot_roc
-from cadx.inference.detections import read_detections_csv
-from cadx.io.annotations import polygons_in_paint_order, read_asap_xml
-from cadx.io.atomic import atomic_path
-from cadx.io.heatmap_h5 import Heatmap, read_heatmap_h5
 from cadx.preprocessing.masks import rasterize_polygons
+from cadx.tasks.camelyon16.predict import TUMOR_CHANNEL
+from cadx.viz.plots import plot_froc, plot_roc
 from cadx.wsi.tiling import tumor_fractions
 
-
-def read_reference(path: str | Path) -> dict[str, int]:
-    """``reference.csv`` -> {slide: 1 tumour / 0 normal}; names are matched case-insensitively."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "no reference.csv (CAMELYON16 testing layout)")
-    out = {}
-    with open(path, newline="") as fh:
-        for row in csv.reader(fh):
-            if not row or row[0].lower() in ("image", "name", "slide"):
-                continue
-            if len(row) < 2 or row[1].strip().lower() not in ("tumor", "normal"):
-                raise InputFileError(path, f"row {row!r}: expected name,Tumor|Normal,...")
-            out[row[0].strip().lower()] = int(row[1].strip().lower() == "tumor")
-    return out
+log = logging.getLogger(__name__)
 
 
 def truth_mask(truth_dir: Path, slide: str, size_wh: tuple[int, int], *, level: int = EVAL_LEVEL) -> np.ndarray | None:
-    """Boolean tumour mask at ``2 ** level`` downsample from a ``_Mask.tif`` or the ASAP XML."""
+    """Boolean tumour mask at ``2 ** level`` downsample from a ``_Mask.tif`` or the ASAP XML.
+
+    Returns
+    -------
+    ndarray of bool, shape (ceil(height / 2**level), ceil(width / 2**level)), or None
+        None when the slide has neither.
+    """
     ds = 2**level
     shape = (math.ceil(size_wh[1] / ds), math.ceil(size_wh[0] / ds))
     for cand in (truth_dir / f"{slide}_Mask.tif", truth_dir / "masks" / f"{slide}_Mask.tif"):
@@ -77,19 +71,34 @@ def truth_mask(truth_dir: Path, slide: str, size_wh: tuple[int, int], *, level: 
     return None
 
 
-def tile_labels_from_truth(heatmap: Heatmap, truth_dir: Path, slide: str) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted probability and label (1 tumour, 0 normal, -1 ambiguous) of each predicted tile."""
-    rows, cols = np.nonzero(~np.isnan(heatmap.probs))
-    probs = heatmap.probs[rows, cols]
-    coords = np.stack([cols * heatmap.stride_level0_px, rows * heatmap.stride_level0_px], 1)
+def tile_labels_from_truth(grid: ScoreGrid, truth_dir: Path, slide: str, *,
+                           is_tumor: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Tumour probability and label (1 tumour, 0 normal, -1 ignored) of each scored tile.
+
+    Labels follow the training rule (:func:`cadx.datasets.tiles.label_tiles`) on the slide's ASAP
+    annotations. A normal slide's tiles are all normal; a tumour slide without annotations (mask
+    only) has its tiles ignored rather than called normal.
+    """
+    probs_grid = grid.channel(TUMOR_CHANNEL)
+    rows, cols = np.nonzero(~np.isnan(probs_grid))
+    probs = probs_grid[rows, cols]
+    coords = np.stack([cols * grid.stride_level0_px, rows * grid.stride_level0_px], 1)
     xml = truth_dir / "lesion_annotations" / f"{slide}.xml"
     if not xml.exists():
-        return probs, np.zeros(len(probs), int)
-    fr = tumor_fractions(read_asap_xml(xml), coords, heatmap.tile_size_level0_px, heatmap.slide_size_wh)
-    labels = np.full(len(probs), -1)
-    labels[fr["tumor_fraction"] <= 0] = 0
-    labels[fr["tumor_fraction_center"] >= 0.5] = 1
-    return probs, labels
+        if is_tumor:
+            log.warning("%s: tumour slide without %s: its tiles are left out of tile metrics", slide, xml)
+            return probs, np.full(len(probs), IGNORE)
+        return probs, label_tiles(None, None, len(probs))
+    fr = tumor_fractions(read_asap_xml(xml), coords, grid.tile_size_level0_px, grid.slide_size_wh)
+    return probs, label_tiles(fr["tumor_fraction_center"], fr["tumor_fraction"], len(probs))
+
+
+def _find(pred: Path, name: str, suffix: str) -> Path | None:
+    """``<name><suffix>`` in ``pred``, the name matched case-insensitively (reference names are lower case)."""
+    exact = pred / f"{name}{suffix}"
+    if exact.exists():
+        return exact
+    return next((p for p in sorted(pred.glob(f"*{suffix}")) if p.stem.lower() == name), None)
 
 
 def evaluate_camelyon(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: str | Path | None = None,
@@ -106,10 +115,23 @@ def evaluate_camelyon(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: s
         ``pred_dir``).
     threshold : float
         Operating point for slide sensitivity/specificity and tile sensitivity.
+    score_column : str
+        Column of ``slide_scores.csv`` used as the slide score (``score`` or ``rf_score``).
     exclude : tuple of str
         Slides left out, as usual for CAMELYON16 (Test_049, Test_114).
+
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json``, plus ``per_slide`` rows.
+
+    Raises
+    ------
+    CadxError
+        A reference slide without a score, a detections file or (tumour slides) a score grid and
+        ground truth; or a reference without both tumour and normal slides.
     """
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_curve
 
     pred, truth = Path(pred_dir), Path(truth_dir)
     out = Path(out_dir) if out_dir else pred
@@ -117,41 +139,43 @@ def evaluate_camelyon(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: s
     scores_path = pred / "slide_scores.csv"
     if not scores_path.is_file():
         raise InputFileError(scores_path, "no slide_scores.csv: run `cadx predict slides` first")
-    with open(scores_path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or score_column not in rows[0]:
-        raise InputFileError(scores_path, f"no '{score_column}' column")
-    scores = {r["slide"].lower(): float(r[score_column]) for r in rows}
+    score_names, score_values = read_slide_scores(scores_path, columns=[score_column])
+    scores = {n.lower(): float(v) for n, v in zip(score_names, score_values[:, 0], strict=True)}
     names = sorted(n for n in reference if n not in exclude and n in scores)
     missing = sorted(set(reference) - set(scores) - set(exclude))
     if missing:
         raise CadxError(f"{pred}: no prediction for {len(missing)} reference slides: {', '.join(missing[:5])}")
+    if len({reference[n] for n in names}) < 2:
+        raise CadxError(f"{truth / 'reference.csv'}: the slide AUC needs tumour and normal slides")
 
     hits, per_slide, tile_p, tile_y = [], [], [], []
     for name in names:
-        csv_path = pred / f"{name}.csv"
-        if not csv_path.exists():
-            csv_path = next((p for p in pred.glob("*.csv") if p.stem.lower() == name), csv_path)
-        dets = read_detections_csv(csv_path) if csv_path.exists() else []
-        hm_path = next((p for p in pred.glob("*.h5") if p.stem.lower() == name), None)
-        hm = read_heatmap_h5(hm_path) if hm_path else None
+        csv_path = _find(pred, name, ".csv")
+        if csv_path is None:
+            raise InputFileError(pred / f"{name}.csv", "no detections file for a slide in reference.csv "
+                                 "(an empty file means no detections)")
+        dets = read_detections_csv(csv_path)
+        grid_path = _find(pred, name, ".h5")
+        grid = read_score_grid_h5(grid_path) if grid_path else None
         mask = None
         if reference[name]:
-            if hm is None:
-                raise InputFileError(pred / f"{name}.h5", "heatmap needed for the slide size of a tumour slide")
-            mask = truth_mask(truth, name, hm.slide_size_wh)
+            if grid is None:
+                raise InputFileError(pred / f"{name}.h5", "score grid needed for the slide size of a tumour slide")
+            mask = truth_mask(truth, name, grid.slide_size_wh)
             if mask is None:
-                raise InputFileError(truth / "lesion_annotations" / f"{name}.xml", "no annotation or mask for a tumour slide")
+                raise InputFileError(truth / "lesion_annotations" / f"{name}.xml",
+                                     "no annotation or mask for a tumour slide")
         em = evaluation_mask(mask) if mask is not None else None
         itc = itc_labels(em) if em is not None else set()
         h = score_detections(name, dets, em, itc)
         hits.append(h)
-        if hm is not None:
-            p, y = tile_labels_from_truth(hm, truth, name)
+        if grid is not None:
+            p, y = tile_labels_from_truth(grid, truth, name, is_tumor=bool(reference[name]))
             tile_p.append(p[y >= 0])
             tile_y.append(y[y >= 0])
         per_slide.append({"slide": name, "label": "Tumor" if reference[name] else "Normal", "score": scores[name],
-                          "lesions": h.n_lesions, "itc": len(itc), "lesions_detected": int((h.tp_probs >= threshold).sum()),
+                          "lesions": h.n_lesions, "itc": len(itc),
+                          "lesions_detected": int((h.tp_probs >= threshold).sum()),
                           "false_positives_at_threshold": int((np.asarray(h.fp_probs) >= threshold).sum()),
                           "detections": len(dets)})
 
@@ -162,7 +186,8 @@ def evaluate_camelyon(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: s
     fps, sensitivity = froc_curve(hits)
     froc, at = froc_score(fps, sensitivity)
     out.mkdir(parents=True, exist_ok=True)
-    plot_roc(out / "roc.png", y, s, title="Slide-level ROC")
+    fpr, tpr, _ = roc_curve(y, s)
+    plot_roc(out / "roc.png", fpr, tpr, auc=auc.auc, title="Slide-level ROC")
     plot_froc(out / "froc.png", fps, sensitivity, at, FROC_FP_RATES, score=froc)
     metrics: dict[str, Any] = {
         "slides": len(names), "tumor_slides": int(sum(y)), "normal_slides": int(len(y) - sum(y)),
@@ -174,7 +199,7 @@ def evaluate_camelyon(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: s
     if tile_p:
         tp, ty = np.concatenate(tile_p), np.concatenate(tile_y)
         if len(set(ty.tolist())) == 2:
-            metrics.update(tile_auc=float(roc_auc_score(ty, tp)), tile_sensitivity=float((tp[ty == 1] >= threshold).mean()),
+            metrics.update(tile_auc=roc_auc(ty, tp), tile_sensitivity=float((tp[ty == 1] >= threshold).mean()),
                            tile_specificity=float((tp[ty == 0] < threshold).mean()), tiles=int(len(ty)))
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))

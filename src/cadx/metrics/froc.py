@@ -1,6 +1,5 @@
-"""The CAMELYON16 challenge's own metrics, as the official ``Evaluation_FROC.py`` defines them.
+"""The CAMELYON16 lesion FROC, rule for rule as the official ``Evaluation_FROC.py`` defines it.
 
-Lesion FROC:
 - ground truth at level 5 (downsample 32); annotations closer than 75 um are merged: Euclidean
   distance transform of the non-tumour area, ``distance < 75 / (0.243 * 32 * 2)`` px; holes filled;
   lesions labelled with 8-connectivity;
@@ -10,18 +9,15 @@ Lesion FROC:
   detection on a normal slide, is a FP;
 - the curve uses every distinct probability but the lowest as a threshold; the score is the mean
   sensitivity at 0.25, 0.5, 1, 2, 4 and 8 average FPs per slide (linear interpolation).
-
-Slide task: ROC AUC of one probability per slide, here with a bootstrap 95% interval.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
-
-from cadx.io.annotations import Detection
 
 #: Level and resolution the official script evaluates at.
 EVAL_LEVEL = 5
@@ -29,9 +25,25 @@ EVAL_RESOLUTION_UM = 0.243
 FROC_FP_RATES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
+class PointDetection(Protocol):
+    """Anything with ``prob`` and a level-0 ``(x, y)`` (e.g. :class:`cadx.io.annotations.Detection`)."""
+
+    prob: float
+    x: float
+    y: float
+
+
 def evaluation_mask(tumor_mask: np.ndarray, *, resolution_um: float = EVAL_RESOLUTION_UM,
                     level: int = EVAL_LEVEL) -> np.ndarray:
     """Labelled lesions from a boolean tumour mask at ``2 ** level`` downsample.
+
+    Parameters
+    ----------
+    tumor_mask : ndarray of bool, shape (rows, cols)
+        Tumour pixels at ``2 ** level`` downsample of level 0.
+    resolution_um : float
+        Level-0 um/px the official thresholds assume (0.243).
+    level : int
 
     Returns
     -------
@@ -57,19 +69,44 @@ def itc_labels(eval_mask: np.ndarray, *, resolution_um: float = EVAL_RESOLUTION_
 
 @dataclass
 class SlideHits:
-    """One slide's FROC bookkeeping."""
+    """One slide's FROC bookkeeping.
+
+    Attributes
+    ----------
+    name : str
+    fp_probs : list of float
+        Probabilities of the false positives.
+    tp_probs : ndarray of float32, shape (n_labels,)
+        Best hit per labelled lesion (0 when missed, and always 0 for ITC lesions).
+    n_lesions : int
+        Lesions that count (not ITC).
+    """
 
     name: str
     fp_probs: list[float] = field(default_factory=list)
     tp_probs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    n_lesions: int = 0  # non-ITC lesions
+    n_lesions: int = 0
 
 
-def score_detections(name: str, detections: Sequence[Detection], eval_mask: np.ndarray | None,
-                     itc: set[int] = frozenset(), *, level: int = EVAL_LEVEL) -> SlideHits:
+def score_detections(name: str, detections: Sequence[PointDetection], eval_mask: np.ndarray | None,
+                     itc: set[int] | frozenset[int] = frozenset(), *, level: int = EVAL_LEVEL) -> SlideHits:
     """Split a slide's detections into TPs (best hit per lesion) and FPs, ignoring ITC hits.
 
-    ``eval_mask`` None means a normal slide: every detection is a FP.
+    Parameters
+    ----------
+    name : str
+    detections : sequence of objects with ``prob``, ``x``, ``y``
+        Level-0 pixel coordinates.
+    eval_mask : ndarray of int, optional
+        From :func:`evaluation_mask`; None means a normal slide: every detection is a FP.
+    itc : set of int
+        From :func:`itc_labels`.
+    level : int
+        Level of ``eval_mask`` (downsample ``2 ** level``).
+
+    Returns
+    -------
+    SlideHits
     """
     if eval_mask is None:
         return SlideHits(name, [d.prob for d in detections], np.zeros(0, np.float32), 0)
@@ -94,6 +131,11 @@ def froc_curve(slides: Sequence[SlideHits]) -> tuple[np.ndarray, np.ndarray]:
 
     As in the official script, the TP list holds one entry per lesion (0 when missed or ITC)
     and thresholds are all distinct probabilities but the lowest.
+
+    Returns
+    -------
+    avg_fp, sensitivity : ndarray of float64
+        Decreasing in the threshold; the last point is (0, 0).
     """
     fps = np.concatenate([np.asarray(s.fp_probs, np.float64) for s in slides]) if slides else np.zeros(0)
     tps = np.concatenate([np.asarray(s.tp_probs, np.float64) for s in slides]) if slides else np.zeros(0)
@@ -108,43 +150,13 @@ def froc_curve(slides: Sequence[SlideHits]) -> tuple[np.ndarray, np.ndarray]:
 
 def froc_score(avg_fp: np.ndarray, sensitivity: np.ndarray,
                fp_rates: Sequence[float] = FROC_FP_RATES) -> tuple[float, np.ndarray]:
-    """Mean sensitivity at the given FP rates, interpolated as the official script does."""
+    """Mean sensitivity at the given FP rates, interpolated as the official script does.
+
+    Examples
+    --------
+    >>> score, at = froc_score(np.array([2.0, 1.0, 0.0]), np.array([1.0, 0.5, 0.0]))
+    >>> round(score, 4), at.tolist()
+    (0.6458, [0.125, 0.25, 0.5, 1.0, 1.0, 1.0])
+    """
     at = np.interp(fp_rates, avg_fp[::-1], sensitivity[::-1])
     return float(at.mean()), at
-
-
-@dataclass
-class AucResult:
-    auc: float
-    ci_low: float
-    ci_high: float
-    n_pos: int
-    n_neg: int
-
-
-def auc_with_ci(labels: Sequence[int], scores: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> AucResult:
-    """ROC AUC with a percentile bootstrap 95% confidence interval (resampling slides)."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(labels, int)
-    s = np.asarray(scores, float)
-    if len(set(y.tolist())) < 2:
-        raise ValueError("AUC needs both tumour and normal slides")
-    auc = float(roc_auc_score(y, s))
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        if len(set(y[idx].tolist())) == 2:
-            boots.append(roc_auc_score(y[idx], s[idx]))
-    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
-    return AucResult(auc, float(lo), float(hi), int((y == 1).sum()), int((y == 0).sum()))
-
-
-def sens_spec(labels: Sequence[int], scores: Sequence[float], threshold: float) -> tuple[float, float]:
-    """Sensitivity and specificity of ``score >= threshold``."""
-    y = np.asarray(labels, int)
-    pred = np.asarray(scores, float) >= threshold
-    sens = float(pred[y == 1].mean()) if (y == 1).any() else float("nan")
-    spec = float((~pred[y == 0]).mean()) if (y == 0).any() else float("nan")
-    return sens, spec

@@ -1,1 +1,0 @@
-"""Evaluation: the challenge metrics, plots."""

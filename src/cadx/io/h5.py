@@ -1,0 +1,352 @@
+"""Per-slide HDF5 files: tile coordinates (CLAM's layout) and score grids, one attribute codec.
+
+Tile coordinates
+    ``coords`` is an (N, 2) int64 dataset of level-0 ``(x, y)`` top-left corners, with CLAM's
+    attributes (``patch_size``, ``patch_level``, ``downsample``, ``level_dim``, ``name``) and cadx's
+    own (mpp, tile size, tissue threshold, how it was made). Per-tile arrays (``tissue_fraction``,
+    ``tumor_fraction``, ``tumor_fraction_center``, later ``features``) sit beside it with the same N.
+
+Score grids
+    ``scores`` is a (C, rows, cols) float32 dataset: C named channels (``channel_names``
+    attribute) over the slide's tile grid. Cell ``(row, col)`` holds the scores of the tile whose
+    level-0 top-left corner is ``(col * stride_level0_px, row * stride_level0_px)``; NaN where no
+    tile was scored (no tissue). Per-tile arrays go under ``tiles/``. Files written before score
+    grids had channels (one ``probs`` (rows, cols) dataset) read as one channel,
+    ``tumor_probability``.
+
+Attributes are written by :func:`write_attrs` and read back as plain Python values (str, int,
+float, bool, lists) by :func:`plain_attrs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cadx.errors import InputFileError
+from cadx.io.atomic import atomic_path
+
+#: The channel of score-grid files written before grids had named channels.
+LEGACY_CHANNEL = "tumor_probability"
+
+#: Score-grid attributes that carry the geometry (not free for ``ScoreGrid.attrs``).
+GRID_GEOMETRY_ATTRS = ("stride_level0_px", "tile_size_level0_px", "slide_size_wh", "mpp", "channel_names", "layout")
+
+_GRID_LAYOUT = ("scores[c, row, col] = channel c of the tile with level-0 top-left (col*stride, row*stride); "
+                "NaN = not scored")
+
+
+# --- attribute codec -----------------------------------------------------------------------------
+
+
+def write_attrs(target: MutableMapping[str, Any], attrs: Mapping[str, Any]) -> None:
+    """Store plain values as HDF5 attributes (``target`` is an ``h5py`` ``.attrs``).
+
+    str, bool, int, float, :class:`~pathlib.Path` (as str) and sequences of numbers or strings
+    are accepted; anything else is a programming error (``TypeError``).
+    """
+    for key, value in attrs.items():
+        target[key] = _encode(key, value)
+
+
+def plain_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """HDF5 attributes as plain Python values (lists, numbers, str).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> plain_attrs({"a": np.float32(0.5), "b": np.array([1, 2]), "c": b"x", "d": np.array([b"u", "v"], object)})
+    {'a': 0.5, 'b': [1, 2], 'c': 'x', 'd': ['u', 'v']}
+    """
+    return {k: _decode(v) for k, v in attrs.items()}
+
+
+def _encode(key: str, v: Any) -> Any:
+    if isinstance(v, (str, bool, int, float, np.generic)):
+        return v
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, (list, tuple, np.ndarray)):
+        arr = np.asarray(v)
+        if arr.dtype.kind in "USO":
+            import h5py
+
+            return np.array([str(x) for x in arr.ravel()], dtype=h5py.string_dtype()).reshape(arr.shape)
+        if arr.dtype.kind in "biuf":
+            return arr
+    raise TypeError(f"attribute {key!r}: {type(v).__name__} {v!r} cannot be stored (use str, numbers or lists)")
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return [_decode(x) for x in v] if v.dtype.kind in "OSU" else v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, bytes):
+        return v.decode()
+    return v
+
+
+def _open_h5(path: Path, what: str) -> Any:
+    import h5py
+
+    if not path.is_file():
+        raise InputFileError(path, f"no such {what} file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputFileError(path, f"not a readable HDF5 file ({exc})") from None
+
+
+# --- tile coordinates ----------------------------------------------------------------------------
+
+
+@dataclass
+class TileCoords:
+    """Contents of a coordinates file.
+
+    Attributes
+    ----------
+    coords_xy : ndarray of int64, shape (N, 2)
+        Level-0 ``(x, y)`` top-left corners.
+    attrs : dict
+        How the tiles were made (CLAM's and cadx's attributes).
+    arrays : dict of str to ndarray
+        Per-tile arrays, each with N rows.
+    """
+
+    coords_xy: np.ndarray
+    attrs: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.coords_xy)
+
+
+def write_coords_h5(path: str | Path, coords_xy: np.ndarray, attrs: Mapping[str, Any],
+                    arrays: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Write ``coords`` with attributes and per-tile arrays (atomic).
+
+    Parameters
+    ----------
+    path : str or Path
+    coords_xy : array_like of int, shape (N, 2)
+        Level-0 ``(x, y)`` top-left corners.
+    attrs : mapping
+        Attributes of the ``coords`` dataset (see :func:`write_attrs`).
+    arrays : mapping of str to array_like, optional
+        Per-tile arrays with N rows.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = write_coords_h5(pathlib.Path(tempfile.mkdtemp()) / "s.h5", [[0, 0], [256, 0]], {"patch_size": 256},
+    ...                     {"tissue_fraction": [1.0, 0.5]})
+    >>> tc = read_coords_h5(p)
+    >>> tc.coords_xy.tolist(), tc.attrs, tc.arrays["tissue_fraction"].tolist()
+    ([[0, 0], [256, 0]], {'patch_size': 256}, [1.0, 0.5])
+    """
+    import h5py
+
+    coords_xy = np.asarray(coords_xy, dtype=np.int64).reshape(-1, 2)
+    arrays = dict(arrays or {})
+    for name, arr in arrays.items():
+        if len(arr) != len(coords_xy):
+            raise ValueError(f"{name} has {len(arr)} rows, coords has {len(coords_xy)}")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("coords", data=coords_xy, chunks=True if len(coords_xy) else None, maxshape=(None, 2))
+        write_attrs(ds.attrs, attrs)
+        for name, arr in arrays.items():
+            f.create_dataset(name, data=np.asarray(arr))
+    return Path(path)
+
+
+def read_coords_h5(path: str | Path) -> TileCoords:
+    """Read a coordinates file written by cadx (or CLAM).
+
+    Raises
+    ------
+    InputFileError
+        Missing, not HDF5, or without a ``coords`` dataset.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        with _open_h5(path, "coordinates") as f:
+            if "coords" not in f:
+                raise InputFileError(path, "no 'coords' dataset: not a tile-coordinates file")
+            ds = f["coords"]
+            attrs = plain_attrs(ds.attrs)
+            coords = ds[()]
+            arrays = {k: f[k][()] for k in f if k != "coords" and isinstance(f[k], h5py.Dataset)}
+    except OSError as exc:
+        raise InputFileError(path, f"unreadable HDF5 data ({exc})") from None
+    return TileCoords(coords, attrs, arrays)
+
+
+# --- score grids ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreGrid:
+    """Named score channels over a slide's tile grid.
+
+    Attributes
+    ----------
+    values : ndarray of float32, shape (C, rows, cols)
+        Channel ``c`` of the tile in cell ``(row, col)``; NaN where no tile was scored.
+    channel_names : tuple of str
+        One name per channel (``("tumor_probability",)`` for CAMELYON16 tile classifiers).
+    stride_level0_px : int
+        Level-0 pixels between cell origins.
+    tile_size_level0_px : int
+        Footprint of each scored tile in level-0 pixels (larger than the stride when tiles overlap).
+    slide_size_wh : (int, int)
+        Level-0 slide size.
+    mpp : float
+        Level-0 microns per pixel.
+    attrs : dict
+        How it was made (slide, model, tile spec, TTA, version, ...): plain values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = ScoreGrid(np.zeros((1, 3, 4), np.float32), ("tumor_probability",), stride_level0_px=256,
+    ...               tile_size_level0_px=512, slide_size_wh=(1024, 768), mpp=0.25)
+    >>> g.shape_hw, g.cell_of(600, 300), [float(v) for v in g.center_xy(1, 2)], g.cell_um
+    ((3, 4), (1, 2), [768.0, 512.0], 64.0)
+    """
+
+    values: np.ndarray
+    channel_names: tuple[str, ...]
+    stride_level0_px: int
+    tile_size_level0_px: int
+    slide_size_wh: tuple[int, int]
+    mpp: float
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.channel_names = tuple(str(n) for n in self.channel_names)
+        if self.values.ndim != 3:
+            raise ValueError(f"values must be (channels, rows, cols), got shape {self.values.shape}")
+        if len(self.channel_names) != self.values.shape[0] or len(set(self.channel_names)) != len(self.channel_names):
+            raise ValueError(f"{self.values.shape[0]} channels need as many distinct names, got {self.channel_names}")
+
+    @property
+    def shape_hw(self) -> tuple[int, int]:
+        """Grid ``(rows, cols)``."""
+        return int(self.values.shape[1]), int(self.values.shape[2])
+
+    def channel(self, name: str | None = None) -> np.ndarray:
+        """The ``(rows, cols)`` values of channel ``name`` (``None``: the only channel).
+
+        Raises
+        ------
+        ValueError
+            No such channel, or ``None`` on a grid of several channels.
+        """
+        if name is None:
+            if len(self.channel_names) != 1:
+                raise ValueError(f"the grid has channels {self.channel_names}: name one")
+            return self.values[0]
+        if name not in self.channel_names:
+            raise ValueError(f"no channel {name!r}; the grid has {self.channel_names}")
+        return self.values[self.channel_names.index(name)]
+
+    def cell_of(self, x: float, y: float) -> tuple[int, int]:
+        """``(row, col)`` of the tile whose top-left corner is level-0 ``(x, y)``."""
+        return int(y // self.stride_level0_px), int(x // self.stride_level0_px)
+
+    def center_xy(self, row: np.ndarray | int, col: np.ndarray | int) -> tuple[Any, Any]:
+        """Level-0 ``(x, y)`` centre of the tile in cell ``(row, col)``."""
+        half = self.tile_size_level0_px / 2
+        return (np.asarray(col) * self.stride_level0_px + half, np.asarray(row) * self.stride_level0_px + half)
+
+    @property
+    def cell_um(self) -> float:
+        """Cell spacing in microns."""
+        return self.stride_level0_px * self.mpp
+
+
+def write_score_grid_h5(path: str | Path, grid: ScoreGrid, *, tiles: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Write ``scores`` (with geometry and provenance attributes) and per-tile arrays (atomic).
+
+    Parameters
+    ----------
+    path : str or Path
+    grid : ScoreGrid
+    tiles : mapping of str to array_like, optional
+        Per-tile arrays (e.g. ``coords``, ``probs``), stored as ``tiles/<name>``.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> g = ScoreGrid(np.full((2, 1, 2), 0.5, np.float32), ("tumor", "stroma"), stride_level0_px=256,
+    ...               tile_size_level0_px=256, slide_size_wh=(512, 256), mpp=0.5, attrs={"model": "m"})
+    >>> back = read_score_grid_h5(write_score_grid_h5(pathlib.Path(tempfile.mkdtemp()) / "s.h5", g))
+    >>> back.channel_names, back.values.shape, back.slide_size_wh, back.attrs
+    (('tumor', 'stroma'), (2, 1, 2), (512, 256), {'model': 'm'})
+    """
+    import h5py
+
+    reserved = set(grid.attrs) & set(GRID_GEOMETRY_ATTRS)
+    if reserved:
+        raise ValueError(f"attrs {sorted(reserved)} are reserved for the grid's geometry")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("scores", data=np.asarray(grid.values, np.float32), compression="gzip")
+        write_attrs(ds.attrs, {"stride_level0_px": int(grid.stride_level0_px),
+                               "tile_size_level0_px": int(grid.tile_size_level0_px),
+                               "slide_size_wh": [int(v) for v in grid.slide_size_wh], "mpp": float(grid.mpp),
+                               "channel_names": list(grid.channel_names), "layout": _GRID_LAYOUT})
+        write_attrs(ds.attrs, grid.attrs)
+        for name, arr in (tiles or {}).items():
+            f.create_dataset(f"tiles/{name}", data=np.asarray(arr))
+    return Path(path)
+
+
+def read_score_grid_h5(path: str | Path) -> ScoreGrid:
+    """Read a score grid written by :func:`write_score_grid_h5` (or an older one-``probs`` heatmap).
+
+    Raises
+    ------
+    InputFileError
+        Missing, not HDF5, no ``scores``/``probs`` dataset, or geometry attributes missing.
+    """
+    path = Path(path)
+    try:
+        with _open_h5(path, "score-grid") as f:
+            if "scores" in f:
+                ds = f["scores"]
+                values = ds[()]
+            elif "probs" in f:  # a heatmap written before score grids had channels
+                ds = f["probs"]
+                values = ds[()][None]
+            else:
+                raise InputFileError(path, "no 'scores' dataset: not a cadx score grid")
+            a = plain_attrs(ds.attrs)
+    except OSError as exc:
+        raise InputFileError(path, f"unreadable HDF5 data ({exc})") from None
+    names = tuple(a.pop("channel_names", [LEGACY_CHANNEL]))
+    if values.ndim != 3 or len(names) != values.shape[0]:
+        raise InputFileError(path, f"scores of shape {values.shape} do not match channel names {names}")
+    missing = [k for k in ("stride_level0_px", "tile_size_level0_px", "slide_size_wh", "mpp") if k not in a]
+    if missing:
+        raise InputFileError(path, f"attribute {missing[0]!r} missing: not a cadx score grid")
+    a.pop("layout", None)
+    return ScoreGrid(values=values.astype(np.float32, copy=False), channel_names=names,
+                     stride_level0_px=int(a.pop("stride_level0_px")),
+                     tile_size_level0_px=int(a.pop("tile_size_level0_px")),
+                     slide_size_wh=tuple(int(v) for v in a.pop("slide_size_wh")), mpp=float(a.pop("mpp")), attrs=a)

@@ -1,0 +1,204 @@
+"""Small CSV tables: one reader each, and every bad cell named by file, row and column.
+
+- detections: ``prob,X,Y`` per line (level-0 px), the CAMELYON16 submission format;
+- slide scores: ``slide_scores.csv`` (``slide,score,...``) as ``cadx predict slides`` writes it;
+- reference: the CAMELYON16 ``reference.csv`` (``name,Tumor|Normal,...``).
+
+Files are read as UTF-8 with an optional byte-order mark (Excel's "CSV UTF-8" writes one). Rows
+are numbered as a spreadsheet shows them: the first line of the file is row 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cadx.errors import InputFileError
+from cadx.io.annotations import Detection
+from cadx.io.atomic import atomic_path
+
+#: Column names of a detections file (the official CAMELYON16 header, when there is one).
+DETECTION_COLUMNS = ("prob", "X", "Y")
+
+
+def _rows(path: Path, what: str) -> Iterator[tuple[int, list[str]]]:
+    """``(row number, cells)`` of each non-blank line; row 1 is the first line."""
+    if not path.is_file():
+        raise InputFileError(path, f"no such {what} file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            for number, row in enumerate(csv.reader(fh), start=1):
+                if any(cell.strip() for cell in row):
+                    yield number, [cell.strip() for cell in row]
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise InputFileError(path, f"not a readable CSV file ({exc})") from None
+
+
+def _number(path: Path, row: int, column: str, text: str) -> float:
+    """A finite float, or an InputFileError naming the cell."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputFileError(path, f"row {row}, column {column}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InputFileError(path, f"row {row}, column {column}: {text!r} is not a finite number")
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_detections_csv(path: str | Path) -> list[Detection]:
+    """Read a ``prob,X,Y`` detections file (CAMELYON16 submission format).
+
+    A first row that is not numeric is a header and skipped (``prob,X,Y``, or any other names);
+    later rows must hold three finite numbers. Extra columns are ignored.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    list of Detection
+        In file order; ``x``, ``y`` in level-0 pixels.
+
+    Raises
+    ------
+    InputFileError
+        Missing file, a row with fewer than three cells, text or NaN where a number belongs; the
+        message names the file, the row and the column.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "test_001.csv"
+    >>> _ = p.write_text("prob,X,Y\\n0.9,1200,3400\\n0.2,50.5,60\\n")
+    >>> [(d.prob, d.x, d.y) for d in read_detections_csv(p)]
+    [(0.9, 1200.0, 3400.0), (0.2, 50.5, 60.0)]
+    >>> _ = p.write_text("0.9,1200,3400\\n0.2,,60\\n")
+    >>> read_detections_csv(p)
+    Traceback (most recent call last):
+    ...
+    cadx.errors.InputFileError: ...test_001.csv: row 2, column X: '' is not a number
+    """
+    path = Path(path)
+    out: list[Detection] = []
+    for i, (number, row) in enumerate(_rows(path, "detections")):
+        if i == 0 and row and not _is_number(row[0]):
+            continue  # header
+        if len(row) < len(DETECTION_COLUMNS):
+            missing = DETECTION_COLUMNS[len(row)]
+            raise InputFileError(path, f"row {number}, column {missing}: missing (expected prob,X,Y)")
+        prob, x, y = (_number(path, number, c, t) for c, t in zip(DETECTION_COLUMNS, row, strict=False))
+        out.append(Detection(prob, x, y))
+    return out
+
+
+def write_detections_csv(path: str | Path, detections: Sequence[Detection]) -> Path:
+    """CAMELYON16 submission CSV: ``prob,X,Y`` per line, no header (what the official script reads).
+
+    Written atomically; probabilities to 6 decimals, coordinates (level-0 px) to 0.1 px.
+    """
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        for d in detections:
+            w.writerow([f"{d.prob:.6f}", f"{d.x:.1f}", f"{d.y:.1f}"])
+    return Path(path)
+
+
+def read_slide_scores(path: str | Path, *, columns: Sequence[str] = ("score",)) -> tuple[list[str], np.ndarray]:
+    """Slide names and numeric columns of a ``slide_scores.csv`` (header ``slide,<column>,...``).
+
+    Parameters
+    ----------
+    path : str or Path
+    columns : sequence of str
+        Columns to return, in this order.
+
+    Returns
+    -------
+    names : list of str
+        The ``slide`` column, in file order.
+    values : ndarray of float64, shape (n_slides, len(columns))
+
+    Raises
+    ------
+    InputFileError
+        Missing file, no header, a missing column, a repeated slide, or a cell that is not a
+        finite number (named by row and column).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "slide_scores.csv"
+    >>> _ = p.write_text("slide,score,rf_score\\ntest_001,0.9,0.8\\ntest_002,0.1,0.3\\n")
+    >>> names, v = read_slide_scores(p, columns=["rf_score"])
+    >>> names, v.tolist()
+    (['test_001', 'test_002'], [[0.8], [0.3]])
+    """
+    path = Path(path)
+    rows = _rows(path, "slide-scores")
+    try:
+        header_row, header = next(rows)
+    except StopIteration:
+        raise InputFileError(path, "empty: expected a header slide,score,...") from None
+    for name in ("slide", *columns):
+        if name not in header:
+            raise InputFileError(path, f"row {header_row}: no {name!r} column (columns: {', '.join(header)})")
+    at = [header.index(c) for c in columns]
+    names: list[str] = []
+    values: list[list[float]] = []
+    for number, row in rows:
+        row = row + [""] * (len(header) - len(row))
+        slide = row[header.index("slide")]
+        if not slide:
+            raise InputFileError(path, f"row {number}, column slide: empty")
+        if slide in names:
+            raise InputFileError(path, f"row {number}, column slide: {slide!r} appears twice")
+        names.append(slide)
+        values.append([_number(path, number, c, row[j]) for c, j in zip(columns, at, strict=True)])
+    return names, np.asarray(values, np.float64).reshape(len(names), len(at))
+
+
+def read_reference(path: str | Path) -> dict[str, int]:
+    """CAMELYON16 ``reference.csv`` -> ``{slide: 1 tumour / 0 normal}`` with lower-case names.
+
+    Rows are ``name,Tumor|Normal[,lesion type,size class]``; a first row named ``image``,
+    ``name`` or ``slide`` is a header.
+
+    Raises
+    ------
+    InputFileError
+        Missing file, or a row whose second cell is not Tumor/Normal (named by row).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "reference.csv"
+    >>> _ = p.write_text("Test_001,Tumor,Macro,Primary\\ntest_002,Normal\\n")
+    >>> read_reference(p)
+    {'test_001': 1, 'test_002': 0}
+    """
+    path = Path(path)
+    out: dict[str, int] = {}
+    for i, (number, row) in enumerate(_rows(path, "reference.csv")):
+        if i == 0 and row[0].lower() in ("image", "name", "slide"):
+            continue
+        label = row[1].lower() if len(row) > 1 else ""
+        if label not in ("tumor", "normal"):
+            raise InputFileError(path, f"row {number}, column 2: {label or 'missing'!r}: "
+                                       "expected name,Tumor|Normal,...")
+        out[row[0].lower()] = int(label == "tumor")
+    return out
