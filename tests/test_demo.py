@@ -1,4 +1,4 @@
-"""The main job, shrunk: every stage runs and every promised output exists."""
+"""The demo, shrunk: every stage runs, every promised output exists, and the pages state the run's numbers."""
 
 from __future__ import annotations
 
@@ -9,17 +9,31 @@ import pytest
 pytest.importorskip("torch")
 
 
-def test_demo_end_to_end_small(tmp_path):
-    from cadx.demo import run_demo
+def test_demo_all_small(tmp_path):
+    from cadx.tasks.demo import run_demos
 
-    summary = run_demo(tmp_path, seed=5, size_px=4096, n_train=2, n_test=4, tumor_contrast=0.6,
-                       warmup_steps=2, finetune_steps=2)
+    options = {"camelyon16": {"seed": 5, "size_px": 4096, "n_train": 2, "n_test": 4, "tumor_contrast": 0.6,
+                              "warmup_steps": 2, "finetune_steps": 2}}
+    result = run_demos(tmp_path, "all", options=options)
+    assert result["failed"] == []
+    task = tmp_path / "camelyon16"
     for name in ("report.html", "summary.json", "metrics.json", "roc.png", "froc.png", "per_slide.csv",
                  "tiling_preview.png", "train/model.pt", "train/slide_forest.json"):
-        assert (tmp_path / name).exists(), name
-    assert len(list((tmp_path / "overlays").glob("*.png"))) == 4
-    assert 0.0 <= summary["slide_auc"] <= 1.0 and 0.0 <= summary["froc"] <= 1.0
-    html = (tmp_path / "report.html").read_text()
-    assert "Lesion FROC" in html or "FROC" in html
-    assert "data:image/png;base64," in html and "second opinion" in html
-    assert json.loads((tmp_path / "summary.json").read_text())["seed"] == 5
+        assert (task / name).exists(), name
+    assert len(list((task / "overlays").glob("*.png"))) == 4
+
+    summary = json.loads((task / "summary.json").read_text())
+    metrics = json.loads((task / "metrics.json").read_text())
+    assert summary["seed"] == 5 and summary["slide_auc"] == metrics["slide_auc"]
+    assert metrics["slides"] == 4 and metrics["tumor_slides"] + metrics["normal_slides"] == 4
+    sens = list(metrics["froc_sensitivities"].values())
+    assert sens == sorted(sens) and metrics["froc"] == pytest.approx(sum(sens) / len(sens))
+
+    page = (task / "report.html").read_text()
+    assert f"{metrics['slide_auc']:.3f} (95% bootstrap CI" in page and f"FROC</th><td>{metrics['froc']:.3f}" in page
+    assert page.count("data:image/png;base64,") == 3 + 4  # ROC, FROC, tiling preview + one overlay per test slide
+    assert "viridis" in page and "second opinion" in page
+
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="camelyon16/report.html"' in index and f"slide AUC {metrics['slide_auc']:.3f}" in index
+    assert json.loads((tmp_path / "index.json").read_text())["tasks"][0]["error"] is None

@@ -1,1 +1,14 @@
-"""One package per public dataset: folder layout, label rule, metrics, outputs and demo."""
+"""One package per public dataset: its folder layout, label rule, metric, outputs and demo.
+
+Generic steps (readers, preprocessing, models, the training loop, the predictor, metrics,
+renderers) live in the layer packages; a task package wires them for one public dataset.
+
+``TASKS`` maps each task's name to its title and the module holding its ``run_demo``.
+"""
+
+from __future__ import annotations
+
+#: name -> (title, module with ``run_demo(out_dir, **options) -> dict``)
+TASKS: dict[str, tuple[str, str]] = {
+    "camelyon16": ("CAMELYON16: lymph-node metastases on whole slides", "cadx.tasks.camelyon16.demo"),
+}

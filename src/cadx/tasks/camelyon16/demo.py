@@ -1,4 +1,4 @@
-"""The main job on built-in data (``make demo`` = ``cadx demo``).
+"""The CAMELYON16 demo (``cadx demo camelyon16``; part of ``cadx demo all`` = ``make demo``).
 
 CAMELYON16 end to end on a generated cohort: synthesise training and test slides (two staining
 centres), tile them, fine-tune the offline ImageNet EfficientNet-Lite0, predict every test slide
@@ -26,6 +26,7 @@ from cadx.tasks.camelyon16.evaluate import evaluate_camelyon
 from cadx.tasks.camelyon16.predict import predict_slides
 from cadx.tasks.camelyon16.slide_forest import fit_slide_forest, label_from_name, read_feature_table, save_slide_forest
 from cadx.tasks.camelyon16.train import TrainConfig, train_tile_classifier
+from cadx.viz.overlay import DEFAULT_CMAP
 from cadx.wsi.preview import write_overlay_png, write_tiling_preview
 from cadx.wsi.tiling import tile_slide
 
@@ -103,7 +104,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
 
     tiles_per_s = sum(s["tiles"] for s in report.seconds.values()) / max(sum(s["total"] for s in report.seconds.values()), 1e-9)
     facts = {
-        "command": f"cadx demo --seed {seed} --size {size_px}", "cadx": __version__,
+        "command": f"cadx demo camelyon16 --seed {seed} --size {size_px}", "cadx": __version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "model": meta["model"]["architecture"],
         "weights": meta["model"]["weights"], "tile": json.dumps(meta["tile"]),
         "training": json.dumps({k: v for k, v in asdict(cfg).items() if k in ("warmup_steps", "finetune_steps", "batch_size",
@@ -114,13 +115,16 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     }
     write_html(out / "report.html", "camelyon16.html.j2",
                title="cadx: CAMELYON16-style metastasis detection (synthetic cohort)",
-               legend=("Heatmaps show the tile classifier's tumour probability (red high, blue low, nothing "
-                       "outside tissue); black lines are the ground-truth lesion outlines."),
+               legend=(f"Heatmaps colour the tile classifier's tumour probability with the {DEFAULT_CMAP} colour map "
+                       "(dark purple 0, yellow 1; uncoloured where no tissue tile was predicted); black lines are "
+                       "the ground-truth lesion outlines."),
                score_name="random forest on heatmap features", metrics=metrics, per_slide=metrics["per_slide"],
                overlays=overlays, plots={"roc": out / "roc.png", "froc": out / "froc.png", "tiles": grid_png},
                facts=facts)
     summary = {k: v for k, v in metrics.items() if k != "per_slide"}
-    summary.update(seconds=times, seed=seed, checkpoint=str(ckpt), report=str(out / "report.html"))
+    summary.update(seconds=times, seed=seed, checkpoint=str(ckpt), report=str(out / "report.html"),
+                   headline={"slide AUC": metrics["slide_auc"], "FROC": metrics["froc"],
+                             "tile AUC": metrics.get("tile_auc", float("nan"))})
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     ok = metrics["slide_auc"] >= TARGET_SLIDE_AUC and metrics["froc"] >= TARGET_FROC
     print(f"\n  slide AUC  {metrics['slide_auc']:.3f} (95% CI {metrics['slide_auc_ci95'][0]:.3f}-{metrics['slide_auc_ci95'][1]:.3f})"

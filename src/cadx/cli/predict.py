@@ -1,0 +1,58 @@
+"""``cadx predict slides``: a checkpoint over whole slides -> heatmaps, detections, slide scores."""
+
+from __future__ import annotations
+
+import argparse
+
+from cadx.cli.common import add_mpp_override, fraction, positive_float, positive_int, print_json, report_failures
+from cadx.errors import CadxError
+
+
+def _slides(args: argparse.Namespace) -> int:
+    from cadx.inference.predictor import load_predictor
+    from cadx.tasks.camelyon16.predict import predict_slides
+    from cadx.wsi.tiling import find_slides
+
+    slides = find_slides(args.slides)
+    if not slides:
+        raise CadxError(f"no slides found in {', '.join(args.slides)}")
+    predictor, meta = load_predictor(args.model, backend=args.backend)
+    tile = meta.get("tile") or {}
+    if "mpp" not in tile or "size_px" not in tile:
+        raise CadxError(f"{args.model}: the checkpoint records no tile spec (mpp, size_px)")
+    if args.stride is not None and args.stride > int(tile["size_px"]):
+        raise CadxError(f"--stride {args.stride} is larger than the model's tile size {tile['size_px']} px "
+                        "(tiles would leave gaps)")
+    report = predict_slides(slides, predictor, args.out, tile=tile, stride_px=args.stride, tta=args.tta,
+                            batch_size=args.batch_size, nms_threshold=args.nms_threshold,
+                            nms_radius_um=args.nms_radius_um, mpp_override=args.mpp_override,
+                            slide_classifier=args.slide_classifier)
+    if args.json:
+        print_json({"scores": report.scores, "failures": [[str(p), why] for p, why in report.failures],
+                    "out": args.out})
+    else:
+        print(f"predicted {len(report.scores)} of {len(slides)} slides -> {args.out} "
+              "(slide_scores.csv, <slide>.h5/.png/.csv)")
+    return report_failures(report.failures)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``cadx predict ...``."""
+    predict = sub.add_parser("predict", help="run a checkpoint")
+    ps = predict.add_subparsers(dest="predict_command", required=True, metavar="SUBCOMMAND")
+    pr = ps.add_parser("slides", help="heatmaps (HDF5 + PNG), detections (CSV/XML/GeoJSON), slide scores")
+    pr.add_argument("slides", nargs="+", help="slide files and/or directories")
+    pr.add_argument("--model", required=True, help="cadx checkpoint (.pt)")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                    help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+    pr.add_argument("--stride", type=positive_int, help="tile stride in px at the model's resolution (default: tile size)")
+    pr.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
+    pr.add_argument("--batch-size", type=positive_int, default=16,
+                    help="tiles per model call (16 keeps ONNX Runtime's CPU memory arena small)")
+    pr.add_argument("--nms-threshold", type=fraction, default=0.1, help="lowest probability reported as a detection")
+    pr.add_argument("--nms-radius-um", type=positive_float, default=150.0, help="non-maximum suppression radius")
+    add_mpp_override(pr)
+    pr.add_argument("--slide-classifier", help="slide forest from `cadx slide-classifier fit` (adds rf_score)")
+    pr.add_argument("--json", action="store_true", help="print slide scores and failures as JSON")
+    pr.set_defaults(func=_slides)
