@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cadx.io.resolution import plan_read, read_overview, read_tile
 from cadx.errors import SlideError
+from cadx.io.resolution import plan_read, read_overview, read_tile
 from cadx.io.slide import ArraySlide, SlideReader
 
 
