@@ -128,7 +128,7 @@ def run_cli_capped(args: list[str], *, cwd: Path, env: dict[str, str] | None = N
     A timeout (a blocking read of a named pipe, say) fails the test instead of hanging it.
     """
     child_env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                 "OMP_NUM_THREADS": "1", **(env or {})}
+                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **(env or {})}
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     cap = MEMORY_CAP_BYTES if hard == resource.RLIM_INFINITY else min(MEMORY_CAP_BYTES, hard)
     return subprocess.run([sys.executable, "-c", _CHILD, str(cap), *args], cwd=cwd, env=child_env,
