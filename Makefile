@@ -1,10 +1,12 @@
 # cadx: two set-up commands, both self-contained on a fresh machine.
-#   make demo  -> creates .venv, installs cadx, runs the main job on the built-in default
-#   make test  -> installs the dev extras, runs the tests and the import contract
+#   make demo  -> creates .venv, installs cadx with the ONNX extra, runs the main job on the built-in default
+#   make test  -> installs the dev extras, runs ruff, the import contract, the tests and the docstring examples
+# Every pip install is constrained by constraints.txt (exact torch/torchvision/ruff versions).
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
+PIP_INSTALL := $(PIP) install -q -c constraints.txt
 DEMO_OUT ?= demo_out
 
 .PHONY: demo test venv install install-dev lint bench clean
@@ -15,22 +17,27 @@ $(PY):
 
 venv: $(PY)
 
+# The demo runs inference through ONNX Runtime: the `onnx` extra.
 install: $(PY)
-	$(PIP) install -q -e .
+	$(PIP_INSTALL) -e '.[onnx]'
 
 install-dev: $(PY)
-	$(PIP) install -q -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev]'
 
 demo: install
-	$(VENV)/bin/cadx demo --out $(DEMO_OUT)
+	$(VENV)/bin/cadx demo all --out $(DEMO_OUT)
 
-test: install-dev
+lint: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q
+
+# Tests plus every docstring example in the package (slow tests deselected by pyproject's addopts).
+test: lint
+	$(PY) -m pytest -q src/cadx tests --doctest-modules
 
 bench: install-dev
 	$(PY) benchmarks/bench_wsi.py --size 20000 --out bench_out
 	$(PY) benchmarks/bench_inference.py --slide bench_out/synthetic_20000.tif
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache build src/*.egg-info
+	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache build src/*.egg-info

@@ -94,7 +94,7 @@ XXE = """<?xml version="1.0"?>
         ("<html><body/></html>", "not ASAP"),
         ("<ASAP_Annotations><Annotations>", "not well-formed"),
         ('<ASAP_Annotations><Annotations><Annotation><Coordinates><Coordinate Order="0" X="a" Y="1"/>'
-         "</Coordinates></Annotation></Annotations></ASAP_Annotations>", "numeric X/Y"),
+         "</Coordinates></Annotation></Annotations></ASAP_Annotations>", "Coordinate 0: X='a' is not a finite number"),
     ],
 )
 def test_bad_xml_rejected_with_the_file_named(tmp_path: Path, text: str, message: str):

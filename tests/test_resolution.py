@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cadx.errors import SlideError
 from cadx.io.resolution import plan_read, read_overview, read_tile
 from cadx.io.slide import ArraySlide, SlideReader
 
@@ -41,7 +42,7 @@ def test_tolerance_and_no_upsampling():
     assert plan_read(s, 0.95, 256, tolerance=0.1).level == 1
     strict = plan_read(s, 0.95, 256, tolerance=0.01)  # no match: the finer level 1, resized
     assert (strict.level, strict.read_size_px) == (1, round(256 * 0.95 / 0.904))
-    with pytest.raises(ValueError, match="does not upsample"):
+    with pytest.raises(SlideError, match="odd.svs: target 0.1 um/px is finer than level 0.*does not upsample"):
         plan_read(s, 0.1, 256)
 
 

@@ -54,6 +54,24 @@ class CheckpointError(InputFileError):
     """A model checkpoint is missing, corrupt, or does not match what it is used for."""
 
 
+class OutputPathError(CadxError):
+    """An output cannot be written where asked: its folder cannot be created or is a file, it is
+    read-only, the disk is full, or the output would overwrite an input.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output; it is named first in the message.
+    problem : str
+        What is wrong, with the operating system's reason.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
 class ConfigError(CadxError):
     """A configuration file or value is invalid; the message names the file and the key."""
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from cadx import __version__
 from cadx.cli import annotations, demo, evaluate, predict, slide, slide_classifier, synth, train
 from cadx.errors import CadxError
+from cadx.io.atomic import exit_on_sigterm
 
 log = logging.getLogger("cadx")
 
@@ -38,10 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `finally`: temporary files are removed
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cadx`` console script."""
     parser = build_parser()
@@ -49,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = exit_on_sigterm() if in_main_thread else None  # temporary files are removed on kill
     try:
         return int(args.func(args))
     except CadxError as exc:

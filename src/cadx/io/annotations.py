@@ -3,13 +3,16 @@
 CAMELYON16 lesion files are ASAP XML: ``Annotations/Annotation/Coordinates/Coordinate`` with
 ``Order``, ``X``, ``Y`` (float, level-0 pixels). Groups ``_0``, ``_1`` and ``Tumor`` outline
 tumour; ``_2`` outlines non-tumour tissue inside a tumour region and is painted last, as 0.
-XML is parsed with defusedxml: entity expansion and external entities are rejected.
+XML is parsed with defusedxml (entity expansion and external entities are rejected), streamed,
+and checked value by value (limits in :mod:`cadx.io.limits`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ import numpy as np
 
 from cadx.errors import AnnotationError
 from cadx.io.atomic import atomic_path
+from cadx.io.limits import input_limits, require_regular_file
 
 #: ASAP groups that outline tumour (label 1).
 TUMOR_GROUPS = frozenset({"_0", "_1", "Tumor", "tumor"})
@@ -75,12 +79,18 @@ class Detection:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def read_asap_xml(path: str | Path) -> list[Annotation]:
+def read_asap_xml(path: str | Path, *, max_vertices: int | None = None) -> list[Annotation]:
     """Parse an ASAP XML file.
+
+    The file is streamed (memory bounded by the annotations kept, never by the XML tree) and every
+    value is checked, so a hostile or broken file ends in one :class:`AnnotationError` line.
 
     Parameters
     ----------
     path : str or Path
+    max_vertices : int, optional
+        Most ``Coordinate`` elements accepted in the file (default:
+        ``input_limits().max_annotation_vertices``, environment ``CADX_MAX_ANNOTATION_VERTICES``).
 
     Returns
     -------
@@ -90,47 +100,113 @@ def read_asap_xml(path: str | Path) -> list[Annotation]:
     Raises
     ------
     AnnotationError
-        Missing file, not XML, hostile XML (entities, DTDs), or not ASAP (wrong root or missing
-        ``X``/``Y``).
+        Missing or not a regular file (a named pipe would block), not XML, hostile XML (entities,
+        DTDs), not ASAP (wrong root), a ``Coordinate`` without ``X``/``Y`` or with a value that is
+        not a finite number (``Order="1e999"``, ``X="nan"``), more vertices than ``max_vertices``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.xml"
+    >>> _ = p.write_text('<ASAP_Annotations><Annotations><Annotation Name="a" PartOfGroup="_0" Type="Polygon">'
+    ...                  '<Coordinates><Coordinate Order="1" X="10" Y="0"/><Coordinate Order="0" X="0" Y="0"/>'
+    ...                  '<Coordinate Order="2" X="5" Y="8"/></Coordinates></Annotation></Annotations>'
+    ...                  '</ASAP_Annotations>')
+    >>> [(a.name, a.group, a.coords_xy.tolist()) for a in read_asap_xml(p)]
+    [('a', '_0', [[0.0, 0.0], [10.0, 0.0], [5.0, 8.0]])]
     """
     import defusedxml.ElementTree as DET
     from defusedxml import DefusedXmlException
 
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(path, "no such file")
+    path = require_regular_file(path, AnnotationError)
+    limit = int(max_vertices) if max_vertices is not None else input_limits().max_annotation_vertices
+    out: list[Annotation] = []
+    stack: list[ET.Element] = []
+    current: _Pending | None = None
+    n_annotations = n_vertices = 0
     try:
-        root = DET.parse(str(path), forbid_dtd=True).getroot()
+        for event, elem in DET.iterparse(str(path), events=("start", "end"), forbid_dtd=True):
+            if event == "start":
+                if not stack and elem.tag != "ASAP_Annotations":
+                    raise AnnotationError(
+                        path, f"not ASAP XML: root element is <{elem.tag}>, expected <ASAP_Annotations>"
+                    )
+                if elem.tag == "Annotation":
+                    current = _Pending(n_annotations, dict(elem.attrib), parent=current)
+                    n_annotations += 1
+                stack.append(elem)
+                continue
+            stack.pop()
+            if elem.tag == "Coordinate" and current is not None:
+                n_vertices += 1
+                if n_vertices > limit:
+                    raise AnnotationError(
+                        path, f"more than {limit:,} vertices (CADX_MAX_ANNOTATION_VERTICES); not a lesion outline"
+                    )
+                current.add(elem.attrib, path)
+            elif elem.tag == "Annotation" and current is not None:
+                ann = current.finish(path)
+                if ann is not None:
+                    out.append(ann)
+                current = current.parent
+            if stack:  # drop what is parsed: memory stays flat in the file's size
+                stack[-1].remove(elem)
     except DefusedXmlException as exc:
         raise AnnotationError(path, f"rejected hostile XML ({type(exc).__name__})") from None
     except ET.ParseError as exc:
         raise AnnotationError(path, f"not well-formed XML ({exc})") from None
-    if root.tag != "ASAP_Annotations":
-        raise AnnotationError(path, f"not ASAP XML: root element is <{root.tag}>, expected <ASAP_Annotations>")
-    out: list[Annotation] = []
-    for i, ann in enumerate(root.iter("Annotation")):
-        coords = []
-        for c in ann.iter("Coordinate"):
-            try:
-                order = int(float(c.attrib.get("Order", len(coords))))
-                coords.append((order, float(c.attrib["X"]), float(c.attrib["Y"])))
-            except (KeyError, ValueError):
-                raise AnnotationError(
-                    path, f"annotation {i}: a Coordinate lacks numeric X/Y attributes"
-                ) from None
-        kind = ann.attrib.get("Type", "Polygon")
-        if not coords:
-            continue
-        coords.sort(key=lambda t: t[0])
-        xy = np.array([(x, y) for _, x, y in coords], dtype=np.float64)
-        if not np.isfinite(xy).all():
-            raise AnnotationError(path, f"annotation {i}: non-finite coordinates")
-        if kind in ("Polygon", "Spline", "Rectangle") and len(xy) < 3:
-            raise AnnotationError(path, f"annotation {i}: a polygon needs 3 vertices, has {len(xy)}")
-        out.append(
-            Annotation(xy, group=ann.attrib.get("PartOfGroup", "None"), name=ann.attrib.get("Name", f"Annotation {i}"), kind=kind)
-        )
     return out
+
+
+class _Pending:
+    """Vertices of one ``<Annotation>`` as they stream in (compact arrays, not Python tuples)."""
+
+    def __init__(self, index: int, attrib: dict[str, str], *, parent: _Pending | None) -> None:
+        self.index = index
+        self.attrib = attrib
+        self.parent = parent
+        self.name = attrib.get("Name", f"Annotation {index}")
+        self.order = array("d")
+        self.xy = array("d")
+
+    def _where(self) -> str:
+        return f"annotation {self.index} ({self.name!r}), Coordinate {len(self.order)}"
+
+    def add(self, attrib: dict[str, str], path: Path) -> None:
+        values = []
+        for key in ("Order", "X", "Y"):
+            raw = attrib.get(key)
+            if raw is None:
+                if key == "Order":
+                    values.append(float(len(self.order)))
+                    continue
+                raise AnnotationError(path, f"{self._where()}: no {key} attribute")
+            try:
+                v = float(raw)
+            except ValueError:
+                v = math.nan
+            if not math.isfinite(v):
+                raise AnnotationError(path, f"{self._where()}: {key}={_clip(raw)!r} is not a finite number")
+            values.append(v)
+        self.order.append(math.trunc(values[0]))
+        self.xy.extend(values[1:])
+
+    def finish(self, path: Path) -> Annotation | None:
+        if not self.order:
+            return None
+        kind = self.attrib.get("Type", "Polygon")
+        xy = np.frombuffer(self.xy, dtype=np.float64).reshape(-1, 2)
+        xy = xy[np.argsort(np.frombuffer(self.order, dtype=np.float64), kind="stable")]
+        if kind in ("Polygon", "Spline", "Rectangle") and len(xy) < 3:
+            raise AnnotationError(
+                path, f"annotation {self.index} ({self.name!r}): a polygon needs 3 vertices, has {len(xy)}"
+            )
+        return Annotation(xy, group=self.attrib.get("PartOfGroup", "None"), name=self.name, kind=kind)
+
+
+def _clip(text: str, n: int = 40) -> str:
+    """``text`` cut to ``n`` characters for a message."""
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def check_within(annotations: Sequence[Annotation], size_wh: Sequence[int], *, path: str | Path) -> None:
@@ -182,9 +258,8 @@ def write_asap_xml(
         _coords_el(el, ann.coords_xy)
         groups[ann.group] = None
     for i, det in enumerate(detections):
-        el = ET.SubElement(
-            anns_el, "Annotation", Name=f"p={det.prob:.4f} #{i}", Type="Dot", PartOfGroup=detection_group, Color="#FF0000"
-        )
+        el = ET.SubElement(anns_el, "Annotation", Name=f"p={det.prob:.4f} #{i}", Type="Dot",
+                           PartOfGroup=detection_group, Color="#FF0000")
         _coords_el(el, np.array([[det.x, det.y]]))
         groups[detection_group] = None
     groups_el = ET.SubElement(root, "AnnotationGroups")

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cadx.errors import SlideError
 from cadx.io.slide import SlideReader
 
 #: Default relative tolerance between a level's mpp and the target mpp.
@@ -94,8 +95,10 @@ def plan_read(
 
     Raises
     ------
-    ValueError
+    SlideError
         If ``target_mpp`` is finer than level 0 beyond the tolerance (cadx never upsamples).
+    ValueError
+        If ``target_mpp`` or ``out_size_px`` is not positive.
 
     Examples
     --------
@@ -105,9 +108,12 @@ def plan_read(
     >>> p = plan_read(s, 0.5, 256)
     >>> p.level, p.read_size_px, round(p.level_mpp, 3)
     (1, 256, 0.486)
-    >>> p = plan_read(s, 1.0, 256)
+    >>> p = plan_read(s, 1.0, 256)              # level 2 (0.972 um/px) is within 10%
     >>> p.level, p.read_size_px
-    (1, 527)
+    (2, 256)
+    >>> p = plan_read(s, 0.7, 256)              # no level matches: read level 1 and resize
+    >>> p.level, p.read_size_px
+    (1, 369)
     """
     if not target_mpp > 0:
         raise ValueError(f"target_mpp must be positive, got {target_mpp}")
@@ -121,9 +127,9 @@ def plan_read(
     else:
         finer = [lv for lv, m in enumerate(mpps) if m < target_mpp]
         if not finer:
-            raise ValueError(
-                f"{slide.name}: target {target_mpp} um/px is finer than level 0 ({mpps[0]:.4g} um/px); "
-                "cadx does not upsample"
+            raise SlideError(
+                slide.path,
+                f"target {target_mpp:g} um/px is finer than level 0 ({mpps[0]:.4g} um/px); cadx does not upsample",
             )
         level = max(finer, key=lambda lv: mpps[lv])
         read = int(round(out_size_px * target_mpp / mpps[level]))
@@ -162,22 +168,40 @@ def read_tile(slide: SlideReader, location_xy: Sequence[int], plan: ReadPlan) ->
 
 
 def read_overview(slide: SlideReader, target_mpp: float) -> tuple[np.ndarray, float]:
-    """Read the whole slide at about ``target_mpp`` (for tissue masks and thumbnails).
+    """Read the whole slide at about ``target_mpp`` (for tissue masks), never finer than level 0.
 
-    The one overview read is :meth:`SlideReader.get_thumbnail` (the coarsest level not coarser
-    than asked, box-resized), here sized for ``target_mpp``; never finer than level 0.
+    Uses :meth:`SlideReader.read_resampled`: the coarsest level not coarser than the target is
+    decoded in strips and box-filtered, so memory is bounded by the overview's size, and a slide
+    without a small enough level is refused with a :class:`~cadx.errors.SlideError`.
+
+    Parameters
+    ----------
+    slide : SlideReader
+        A slide with known mpp.
+    target_mpp : float
+        Wanted resolution in um/px; a value finer than level 0 gives level 0's resolution.
 
     Returns
     -------
     image : ndarray of uint8, shape (H, W, 3)
     mpp : float
         The overview's actual resolution (um/px), computed from its integer size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cadx.io.slide import ArraySlide
+    >>> img, mpp = read_overview(ArraySlide(np.zeros((600, 1000, 3), np.uint8), mpp=0.25), 16.0)
+    >>> img.shape, round(mpp, 3)
+    ((9, 16, 3), 16.146)
     """
+    if not target_mpp > 0:
+        raise ValueError(f"target_mpp must be positive, got {target_mpp}")
     w0, h0 = slide.dimensions
     ds_wanted = max(target_mpp / slide.mpp, 1.0)
-    image = slide.get_thumbnail((w0 / ds_wanted, h0 / ds_wanted))
-    h, w = image.shape[:2]
-    return image, slide.mpp * (w0 / w + h0 / h) / 2.0
+    out_w, out_h = max(1, int(round(w0 / ds_wanted))), max(1, int(round(h0 / ds_wanted)))
+    image = slide.read_resampled((out_w, out_h))
+    return image, slide.mpp * (w0 / out_w + h0 / out_h) / 2.0
 
 
 def read_tile_with_context(

@@ -61,29 +61,64 @@ def rasterize_polygons(
     return out
 
 
+#: Elements of the temporary arrays the polygon fill holds at once (32 MiB of int64).
+FILL_CHUNK_ELEMENTS = 2**22
+
+
 def polygon_mask(rows: np.ndarray, cols: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray | None:
     """Even-odd scanline fill: True where a pixel centre ``(r, c)`` lies inside the polygon.
 
-    Vertices are in pixel units (pixel centres at integers). Vectorised over rows and edges:
-    O(rows x edges), independent of the polygon's area. Returns None when no row is crossed.
+    Vertices are in pixel units (pixel centres at integers). Each edge contributes one crossing
+    per pixel row it spans; crossings are handled in blocks of rows and edges so that temporary
+    memory stays below :data:`FILL_CHUNK_ELEMENTS` elements besides the mask, however many
+    vertices the polygon has. Time is linear in the crossings plus the mask's size. Returns None
+    when no row is crossed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = polygon_mask(np.array([0.0, 0.0, 3.0]), np.array([0.0, 3.0, 0.0]), (4, 4))
+    >>> m.astype(int).tolist()
+    [[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
     """
-    h, w = shape_hw
-    r1, c1 = rows, cols
-    r2, c2 = np.roll(rows, -1), np.roll(cols, -1)
-    lo = max(int(np.ceil(min(rows.min(), h))), 0)
-    hi = min(int(np.floor(rows.max())), h - 1)
+    h, w = (int(v) for v in shape_hw)
+    r1, c1 = np.asarray(rows, np.float64), np.asarray(cols, np.float64)
+    r2, c2 = np.roll(r1, -1), np.roll(c1, -1)
+    lo = max(int(np.ceil(min(r1.min(), h))), 0)
+    hi = min(int(np.floor(r1.max())), h - 1)
     if hi < lo:
         return None
-    rr = np.arange(lo, hi + 1, dtype=np.float64)[:, None]
-    crosses = ((r1 <= rr) & (rr < r2)) | ((r2 <= rr) & (rr < r1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xc = c1 + (rr - r1) * (c2 - c1) / (r2 - r1)
-    row_idx, edge_idx = np.nonzero(crosses)
-    if row_idx.size == 0:
+    # Edge e crosses the integer rows rr with min(r1, r2) <= rr < max(r1, r2) (horizontal: none).
+    first = np.maximum(np.ceil(np.minimum(r1, r2)), lo)
+    last = np.minimum(np.ceil(np.maximum(r1, r2)) - 1, hi)
+    crossing = np.nonzero(last >= first)[0]
+    if crossing.size == 0:
         return None
-    start = np.clip(np.ceil(xc[row_idx, edge_idx]), 0, w).astype(np.int64)
-    toggles = np.bincount(row_idx * (w + 1) + start, minlength=(hi - lo + 1) * (w + 1))
-    parity = np.cumsum(toggles.reshape(hi - lo + 1, w + 1)[:, :w], axis=1) & 1
+    first, last = first[crossing].astype(np.int64), last[crossing].astype(np.int64)
+    r1, c1, r2, c2 = r1[crossing], c1[crossing], r2[crossing], c2[crossing]
     mask = np.zeros((h, w), bool)
-    mask[lo : hi + 1] = parity.astype(bool)
+    rows_per_block = max(1, FILL_CHUNK_ELEMENTS // (w + 1))
+    for a in range(lo, hi + 1, rows_per_block):
+        b = min(a + rows_per_block, hi + 1)
+        sel = np.nonzero((first < b) & (last >= a))[0]
+        if sel.size == 0:
+            continue
+        f, n = np.maximum(first[sel], a), np.minimum(last[sel], b - 1) - np.maximum(first[sel], a) + 1
+        toggles = np.zeros((b - a) * (w + 1), np.int64)
+        ends = np.cumsum(n)
+        # Split the edges into batches of at most FILL_CHUNK_ELEMENTS crossings (one edge at least).
+        start = 0
+        while start < sel.size:
+            base = ends[start - 1] if start else 0
+            stop = max(start + 1, int(np.searchsorted(ends, base + FILL_CHUNK_ELEMENTS, side="right")))
+            e, fe, ne = sel[start:stop], f[start:stop], n[start:stop]
+            offset = np.arange(int(ne.sum())) - np.repeat(np.cumsum(ne) - ne, ne)
+            rr = (np.repeat(fe, ne) + offset).astype(np.float64)
+            ei = np.repeat(e, ne)
+            xc = c1[ei] + (rr - r1[ei]) * (c2[ei] - c1[ei]) / (r2[ei] - r1[ei])
+            col = np.clip(np.ceil(xc), 0, w).astype(np.int64)
+            toggles += np.bincount((rr.astype(np.int64) - a) * (w + 1) + col, minlength=toggles.size)
+            start = stop
+        parity = np.cumsum(toggles.reshape(b - a, w + 1)[:, :w], axis=1) & 1
+        mask[a:b] = parity.astype(bool)
     return mask
