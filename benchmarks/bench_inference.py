@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import peak_rss_mb, run_fresh  # noqa: E402
 
 
-
 def _predictor(name: str, size: int, backend: str, workdir: str):
     from cadx.inference.predictor import OnnxPredictor, TorchPredictor, export_onnx
     from cadx.models.factory import create_model
@@ -78,8 +77,8 @@ def make_checkpoint(path: str, size: int, q: mp.Queue) -> None:
 
 def run_big(slide: str, ckpt: str, q: mp.Queue) -> None:
     """The production path: load the checkpoint (cached ONNX), predict the whole slide."""
-    from cadx.inference.slide import predict_slide
     from cadx.inference.predictor import load_predictor
+    from cadx.inference.slide import predict_slide
     from cadx.io.slide import open_slide
 
     pred, meta = load_predictor(ckpt, backend="onnx")
@@ -95,7 +94,8 @@ def run_big(slide: str, ckpt: str, q: mp.Queue) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--slide", default="bench_out/synthetic_20000.tif", help="slide for throughput (generated if missing)")
+    ap.add_argument("--slide", default="bench_out/synthetic_20000.tif",
+                    help="slide for throughput (generated if missing)")
     ap.add_argument("--big", help="a ~100k x 100k px slide for the peak-memory run")
     ap.add_argument("--model-tiles", type=int, default=512)
     args = ap.parse_args()
@@ -117,7 +117,8 @@ def main() -> int:
                      f"{r['rss']:.0f}"))
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; slide {slide} "
           "at 0.5 um/px (level 1 of 0.243 um/px)\n")
-    print("| model | model-only tiles/s | end-to-end streaming tiles/s (read + decode + model) | streaming / model-only "
+    print("| model | model-only tiles/s | end-to-end streaming tiles/s (read + decode + model) "
+          "| streaming / model-only "
           "| whole slide tiles/s (with tissue detection) | seconds per slide | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -127,7 +128,8 @@ def main() -> int:
             ckpt = str(Path(tmp) / "lite0_224.pt")
             run_fresh(make_checkpoint, ckpt, 224)
             b = run_fresh(run_big, args.big, ckpt)
-        print(f"\n100k-class slide {b['dims'][0]}x{b['dims'][1]} px: {b['tiles']} tiles of {b['size']} px at 0.5 um/px in "
+        print(f"\n100k-class slide {b['dims'][0]}x{b['dims'][1]} px: {b['tiles']} tiles of {b['size']} px "
+              "at 0.5 um/px in "
               f"{b['slide_s']:.0f} s ({b['e2e']:.0f} tiles/s), heatmap grid {b['grid']}, peak RSS {b['rss']:.0f} MB "
               f"(target <= 2048 MB: {'met' if b['rss'] <= 2048 else 'MISSED'})")
     return 0

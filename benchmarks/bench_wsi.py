@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import peak_rss_mb, run_fresh  # noqa: E402
 
 
-
 def generate(path: str, size: int, seed: int, q: mp.Queue) -> None:
+    from tqdm.auto import tqdm
+
     from cadx.synth.cohort import count_tiles, snap_size, write_synthetic_slide
     from cadx.synth.layout import make_layout
-    from tqdm.auto import tqdm
 
     size, n_levels = snap_size(size)
     layout = make_layout(size_wh=(size, size), seed=seed, tumor=True, centre="A")
@@ -100,7 +100,8 @@ def main() -> int:
     if not path.exists():
         g = run_fresh(generate, str(path), args.size, args.seed)
         rows.append(("generate slide (streaming, 2 threads)", f"{g['seconds']:.0f} s",
-                     f"{g['tiles'] / g['seconds']:.0f} tiles/s, {g['bytes'] / 2**30:.2f} GiB", f"{g['peak_rss_mb']:.0f}"))
+                     f"{g['tiles'] / g['seconds']:.0f} tiles/s, {g['bytes'] / 2**30:.2f} GiB",
+                     f"{g['peak_rss_mb']:.0f}"))
     else:
         rows.append(("generate slide", "cached", str(path), "-"))
     m = run_fresh(mask_and_grid, str(path))
@@ -115,7 +116,8 @@ def main() -> int:
                      f"{r['tiles_per_s']:.0f} tiles/s", f"{r['n']} reads", f"{r['peak_rss_mb']:.0f}"))
     import os
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    machine = platform.processor() or platform.machine()
+    print(f"\nmachine: {machine}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     print(f"slide: {path} ({args.size} px requested)\n")
     print("| step | time / rate | detail | peak RSS (MB) |")
     print("|---|---|---|---|")

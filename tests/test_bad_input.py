@@ -25,8 +25,6 @@ from cadx.cli.main import main
 
 from .hostile_inputs import SRC, asap_xml, png_header_only, run_cli_capped, square, tiled_tiff
 
-NEEDS_CLI_WIRING = pytest.mark.xfail(reason="needs CLI wiring", strict=True)
-
 
 def assert_user_error(rc: int, stderr: str, file: str | Path, problem: str) -> None:
     """Exit status 2 and exactly one line ``cadx: error: <file>: <problem...>`` (``problem`` a regex)."""
@@ -183,7 +181,6 @@ def test_mask_output_is_a_folder(work: Path, capsys: pytest.CaptureFixture):
     assert_user_error(*cli(capsys, "slide", "mask", "good.tif", "--out", "o.png"), "o.png", "is a folder")
 
 
-@NEEDS_CLI_WIRING
 def test_mask_output_is_the_input(work: Path, capsys: pytest.CaptureFixture):
     Image.new("RGB", (64, 64), (200, 100, 150)).save(work / "slide.png")
     before = (work / "slide.png").read_bytes()
@@ -192,7 +189,6 @@ def test_mask_output_is_the_input(work: Path, capsys: pytest.CaptureFixture):
     assert_user_error(rc, err, "slide.png", "is also an input")
 
 
-@NEEDS_CLI_WIRING
 def test_mask_raw_mask_output_is_the_input(work: Path, capsys: pytest.CaptureFixture):
     Image.new("RGB", (64, 64), (200, 100, 150)).save(work / "slide.png")
     rc, err = cli(capsys, "slide", "mask", "slide.png", "--mpp", "1", "--out", "o.png", "--mask-out", "./slide.png")
@@ -276,7 +272,6 @@ def test_convert_output_folder_is_a_file(work: Path, capsys: pytest.CaptureFixtu
                       "afile/sub/o.geojson", "cannot create the folder afile/sub: afile is a file")
 
 
-@NEEDS_CLI_WIRING
 def test_convert_output_is_the_input(work: Path, capsys: pytest.CaptureFixture):
     before = (work / "lesion.xml").read_text()
     rc, err = cli(capsys, "annotations", "convert", "lesion.xml", "--geojson", "lesion.xml")
@@ -308,7 +303,6 @@ def test_annotation_mask_implausible_slide(work: Path):
     assert_user_error(r.returncode, r.stderr, "tinympp.tif", "outside the plausible range")
 
 
-@NEEDS_CLI_WIRING
 def test_annotation_mask_output_is_the_slide(work: Path, capsys: pytest.CaptureFixture):
     before = (work / "good.tif").read_bytes()
     rc, err = cli(capsys, "annotations", "mask", "lesion.xml", "--slide", "good.tif", "--out", "good.tif")
@@ -316,7 +310,6 @@ def test_annotation_mask_output_is_the_slide(work: Path, capsys: pytest.CaptureF
     assert_user_error(rc, err, "good.tif", "is also an input")
 
 
-@NEEDS_CLI_WIRING
 def test_sigterm_leaves_no_partial_output(work: Path):
     """``kill`` during a long write (a 60,000 px mask TIFF) removes the ``.part`` file on the way out."""
     out = work / "masks"

@@ -109,7 +109,7 @@ def test_tile_dataset_reads_normalised_tiles(tiled_cohort):
     pos = tuple(index.positions(TUMOR)[0])
     x, y = ds[pos]
     assert x.shape == (3, 64, 64) and x.dtype == np.float32 and y == 1
-    assert -1.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= -1.0 and x.max() <= 1.0
     plain = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3)
     np.testing.assert_array_equal(plain[pos][0], plain[pos][0])
     assert not np.array_equal(plain[pos][0], x)

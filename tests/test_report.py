@@ -30,8 +30,8 @@ def test_camelyon_report_shows_given_numbers_and_escapes(tmp_path):
 
 
 def test_index_lists_tasks_with_links_and_failures():
-    tasks = [{"title": "CAMELYON16", "headline": {"slide AUC": 0.9}, "seconds": 120.0, "report": "camelyon16/report.html",
-              "error": None},
+    tasks = [{"title": "CAMELYON16", "headline": {"slide AUC": 0.9}, "seconds": 120.0,
+              "report": "camelyon16/report.html", "error": None},
              {"title": "ISIC", "headline": {}, "seconds": 6.0, "report": None, "error": "boom"}]
     page = render_html("index.html.j2", title="cadx demo", tasks=tasks, facts={}, seconds=126.0)
     assert 'href="camelyon16/report.html"' in page and "slide AUC 0.900" in page

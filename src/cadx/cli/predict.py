@@ -46,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--out", required=True)
     pr.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
                     help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
-    pr.add_argument("--stride", type=positive_int, help="tile stride in px at the model's resolution (default: tile size)")
+    pr.add_argument("--stride", type=positive_int,
+                    help="tile stride in px at the model's resolution (default: tile size)")
     pr.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
     pr.add_argument("--batch-size", type=positive_int, default=16,
                     help="tiles per model call (16 keeps ONNX Runtime's CPU memory arena small)")

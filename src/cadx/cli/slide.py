@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cadx.cli.common import add_mpp_override, fraction, non_negative_int, positive_float, positive_int, print_json
-from cadx.cli.common import report_failures
+from cadx.cli.common import (
+    add_mpp_override,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    print_json,
+    report_failures,
+)
 from cadx.errors import CadxError
 
 

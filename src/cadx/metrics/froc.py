@@ -59,7 +59,8 @@ def evaluation_mask(tumor_mask: np.ndarray, *, resolution_um: float = EVAL_RESOL
     return measure.label(filled, connectivity=2)
 
 
-def itc_labels(eval_mask: np.ndarray, *, resolution_um: float = EVAL_RESOLUTION_UM, level: int = EVAL_LEVEL) -> set[int]:
+def itc_labels(eval_mask: np.ndarray, *, resolution_um: float = EVAL_RESOLUTION_UM,
+               level: int = EVAL_LEVEL) -> set[int]:
     """Labels of lesions whose major axis is below 275 um (200 um plus the 75 um merge)."""
     from skimage import measure
 

@@ -151,8 +151,11 @@ def tile_grid(
     >>> import numpy as np
     >>> m = np.zeros((6, 10), bool); m[:3, :5] = True      # top-left quarter of a 1000x600 slide
     >>> g = tile_grid(m, mask_downsample=100, slide_size_wh=(1000, 600), tile_size_level0_px=200)
-    >>> g.coords_xy.tolist()
-    [[0, 0], [200, 0], [0, 200], [200, 200]]
+    >>> g.coords_xy.tolist()   # tiles at least half covered: (400, 0) and (*, 200) are exactly half
+    [[0, 0], [200, 0], [400, 0], [0, 200], [200, 200]]
+    >>> tile_grid(m, mask_downsample=100, slide_size_wh=(1000, 600), tile_size_level0_px=200,
+    ...           min_fraction=0.75).coords_xy.tolist()
+    [[0, 0], [200, 0]]
     """
     stride = int(stride_level0_px or tile_size_level0_px)
     coords, grid_shape = grid_positions(slide_size_wh, tile_size_px=int(tile_size_level0_px), stride_px=stride)

@@ -79,7 +79,8 @@ def _module(name: str) -> Any:
 
 
 def _write_index(out: Path, rows: list[dict[str, Any]], seconds: float) -> None:
-    facts = {"cadx": __version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}",
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}"
+    facts = {"cadx": __version__, "machine": machine,
              "command": "cadx demo all"}
     write_html(out / "index.html", "index.html.j2", title="cadx demo: every task on synthetic data", tasks=rows,
                facts=facts, seconds=seconds)

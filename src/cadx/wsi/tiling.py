@@ -187,8 +187,10 @@ class CohortTilingReport:
     skipped: list[Path] = field(default_factory=list)
 
 
-def find_slides(inputs: Sequence[str | Path], *, suffixes: Sequence[str] = (".tif", ".tiff", ".svs", ".ndpi",
-                                                                          ".mrxs", ".scn", ".vms", ".bif")) -> list[Path]:
+SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".bif")
+
+
+def find_slides(inputs: Sequence[str | Path], *, suffixes: Sequence[str] = SLIDE_SUFFIXES) -> list[Path]:
     """Expand files and directories (searched recursively) into a sorted list of slide paths."""
     out: list[Path] = []
     for item in inputs:

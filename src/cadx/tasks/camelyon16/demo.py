@@ -93,8 +93,9 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
         outlines = [a.coords_xy for a in read_asap_xml(xml)] if xml.exists() else []
         with open_slide(slide_path) as slide:
             hm = read_heatmap_h5(pred_dir / f"{slide.name}.h5")
-            overlays[f"{slide.name} ({'tumour' if outlines else 'normal'}, max tile p {report.scores[slide.name]:.2f})"] = \
-                write_overlay_png(out / "overlays" / f"{slide.name}.png", slide, hm, max_size_px=600, outlines=outlines)
+            caption = f"{slide.name} ({'tumour' if outlines else 'normal'}, max tile p {report.scores[slide.name]:.2f})"
+            overlays[caption] = write_overlay_png(out / "overlays" / f"{slide.name}.png", slide, hm, max_size_px=600,
+                                                  outlines=outlines)
     first = sorted((cohort / "training" / "tumor").glob("*.tif"))[0]
     with open_slide(first) as slide:
         tiling = tile_slide(slide, target_mpp=cfg.mpp, tile_size_px=cfg.tile_size, min_tissue=cfg.min_tissue)
@@ -102,14 +103,17 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     times["evaluate"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t_start
 
-    tiles_per_s = sum(s["tiles"] for s in report.seconds.values()) / max(sum(s["total"] for s in report.seconds.values()), 1e-9)
+    n_tiles = sum(s["tiles"] for s in report.seconds.values())
+    tiles_per_s = n_tiles / max(sum(s["total"] for s in report.seconds.values()), 1e-9)
     facts = {
         "command": f"cadx demo camelyon16 --seed {seed} --size {size_px}", "cadx": __version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "model": meta["model"]["architecture"],
         "weights": meta["model"]["weights"], "tile": json.dumps(meta["tile"]),
-        "training": json.dumps({k: v for k, v in asdict(cfg).items() if k in ("warmup_steps", "finetune_steps", "batch_size",
-                                                                           "lr", "lr_head", "trainable_blocks")}),
-        "best validation": json.dumps({k: meta["metrics"].get(k) for k in ("val_auc", "val_sensitivity", "val_specificity", "step")}),
+        "training": json.dumps({k: v for k, v in asdict(cfg).items()
+                                if k in ("warmup_steps", "finetune_steps", "batch_size", "lr", "lr_head",
+                                         "trainable_blocks")}),
+        "best validation": json.dumps({k: meta["metrics"].get(k)
+                                       for k in ("val_auc", "val_sensitivity", "val_specificity", "step")}),
         "inference": f"{tiles_per_s:.0f} tiles/s end to end (ONNX Runtime)",
         "timings (s)": json.dumps({k: round(v, 1) for k, v in times.items()}),
     }
@@ -127,7 +131,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
                              "tile AUC": metrics.get("tile_auc", float("nan"))})
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     ok = metrics["slide_auc"] >= TARGET_SLIDE_AUC and metrics["froc"] >= TARGET_FROC
-    print(f"\n  slide AUC  {metrics['slide_auc']:.3f} (95% CI {metrics['slide_auc_ci95'][0]:.3f}-{metrics['slide_auc_ci95'][1]:.3f})"
+    ci = metrics["slide_auc_ci95"]
+    print(f"\n  slide AUC  {metrics['slide_auc']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})"
           f"   target >= {TARGET_SLIDE_AUC}  [random forest on heatmap features; max probability: "
           f"{metrics['slide_auc_max_probability']:.3f}]")
     print(f"  FROC       {metrics['froc']:.3f}   target >= {TARGET_FROC}   "
@@ -135,6 +140,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     if "tile_auc" in metrics:
         print(f"  tile AUC   {metrics['tile_auc']:.3f}, sensitivity {metrics['tile_sensitivity']:.2f}, "
               f"specificity {metrics['tile_specificity']:.2f}")
-    print(f"  time       {times['total'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in times.items() if k != 'total')})")
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in times.items() if k != "total")
+    print(f"  time       {times['total'] / 60:.1f} min ({stages})")
     print(f"  quality bar {'met' if ok else 'NOT met'}; report: {out / 'report.html'}")
     return summary
