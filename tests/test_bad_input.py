@@ -101,8 +101,17 @@ def test_info_implausible_resolution_tag(work: Path, capsys: pytest.CaptureFixtu
 
 
 def test_info_implausible_mpp_option(work: Path, capsys: pytest.CaptureFixture):
-    assert_user_error(*cli(capsys, "slide", "info", "good.tif", "--mpp", "0"), "good.tif",
-                      r"resolution 0 um/px given is outside the plausible range")
+    assert_user_error(*cli(capsys, "slide", "info", "good.tif", "--mpp", "1000"), "good.tif",
+                      r"resolution 1000 um/px given is outside the plausible range")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "big"])
+def test_non_positive_or_non_finite_numbers_are_refused_by_the_parser(capsys: pytest.CaptureFixture, value: str):
+    with pytest.raises(SystemExit) as exc:
+        main(["slide", "info", "good.tif", "--mpp-override", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --mpp-override/--mpp:" in err and repr(value) in err and "Traceback" not in err
 
 
 def test_info_size_beyond_the_configured_limit(work: Path, capsys: pytest.CaptureFixture,
