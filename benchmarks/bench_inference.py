@@ -48,11 +48,11 @@ def run_case(name: str, size: int, backend: str, slide: str, n_model: int, q: mp
     with tempfile.TemporaryDirectory() as tmp:
         pred = _predictor(name, size, backend, tmp)
         tiles = np.random.default_rng(0).integers(0, 256, (16, size, size, 3), dtype=np.uint8)
-        pred.predict_proba(tiles[:8])  # warm-up
+        pred.predict(tiles[:8])  # warm-up
         t0 = time.perf_counter()
         done = 0
         while done < n_model:
-            pred.predict_proba(tiles)
+            pred.predict(tiles)
             done += len(tiles)
         model_only = done / (time.perf_counter() - t0)
         with open_slide(slide) as s:

@@ -42,7 +42,7 @@ class MissingMppError(SlideError):
         super().__init__(
             path,
             "the file records no resolution (microns per pixel); pass it explicitly, "
-            "e.g. `--mpp 0.25` on the command line or `open_slide(path, mpp=0.25)`",
+            "e.g. `--mpp-override 0.25` on the command line or `open_slide(path, mpp=0.25)`",
         )
 
 

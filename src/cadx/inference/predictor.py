@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cadx.errors import CheckpointError, ConfigError
+from cadx.errors import CheckpointError, ConfigError, require_extra
 from cadx.models.config import ModelConfig
 from cadx.models.device import resolve_device
 from cadx.preprocessing.augment import dihedral, to_model_input
@@ -151,7 +151,7 @@ class OnnxPredictor:
     """
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        ort = require_extra("onnxruntime", "onnx")
 
         self.path = Path(path)
         opts = ort.SessionOptions()
@@ -206,10 +206,11 @@ def export_onnx(model: Any, path: str | Path, *, input_size: int | None = None, 
     checkpoint_sha256 : str, optional
         Recorded in the metadata, ties the file to the checkpoint it came from.
     """
-    import onnx
     import torch
 
     from cadx.io.atomic import atomic_path
+
+    onnx = require_extra("onnx", "onnx")
 
     config: ModelConfig = model.cadx_config
     size = input_size or config.input_size

@@ -163,6 +163,6 @@ def check_mpp(value: float, path: str | Path, *, source: str, error: type[InputF
         raise error(
             path,
             f"resolution {value:.4g} um/px {source} is outside the plausible range {lo:g}-{hi:g} um/px; "
-            "pass the right one (`--mpp` on the command line)",
+            "pass the right one (`--mpp-override` on the command line)",
         )
     return v

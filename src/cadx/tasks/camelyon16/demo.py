@@ -18,17 +18,19 @@ from typing import Any
 from cadx import __version__
 from cadx.inference.predictor import load_predictor
 from cadx.io.annotations import read_asap_xml
+from cadx.io.atomic import atomic_path
 from cadx.io.h5 import read_score_grid_h5 as read_heatmap_h5
 from cadx.io.slide import open_slide
 from cadx.report.html import write_html
 from cadx.synth.cohort import generate_cohort
 from cadx.tasks.camelyon16.evaluate import evaluate_camelyon
+from cadx.tasks.camelyon16.layout import Camelyon16Layout
 from cadx.tasks.camelyon16.predict import predict_slides
 from cadx.tasks.camelyon16.slide_forest import fit_slide_forest, label_from_name, read_feature_table, save_slide_forest
 from cadx.tasks.camelyon16.train import TrainConfig, train_tile_classifier
 from cadx.viz.overlay import DEFAULT_CMAP
 from cadx.wsi.preview import write_overlay_png, write_tiling_preview
-from cadx.wsi.tiling import tile_slide
+from cadx.wsi.tiling import find_slides, tile_slide
 
 #: The demo's quality bar on its own cohort (issue #3).
 TARGET_SLIDE_AUC = 0.95
@@ -59,7 +61,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
             shutil.rmtree(out / "train", ignore_errors=True)
         generate_cohort(cohort, n_tumor=n_train, n_normal=n_train, n_test=n_test, size_px=size_px, seed=seed,
                         tumor_contrast=tumor_contrast, max_lesion_um=max_lesion_um)
-        made.write_text(json.dumps(params))
+        with atomic_path(made) as tmp:
+            tmp.write_text(json.dumps(params))
     times["synthesise"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -72,31 +75,32 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     t = time.perf_counter()
     print("[3/4] predicting training slides (for the slide-level random forest) and test slides (ONNX Runtime)")
     predictor, meta = load_predictor(ckpt, backend="onnx")
-    train_slides = sorted((cohort / "training").glob("*/*.tif"))
+    layout = Camelyon16Layout(cohort)
+    train_slides = sorted(layout.training_slides())
     predict_slides(train_slides, predictor, out / "predictions_train", tile=meta["tile"])
     names, feats = read_feature_table(out / "predictions_train")
     forest = save_slide_forest(out / "train" / "slide_forest.json",
                                fit_slide_forest(feats, [label_from_name(n) for n in names], seed=seed))
-    test_slides = sorted((cohort / "testing" / "images").glob("*.tif"))
+    test_slides = layout.test_slides()
     pred_dir = out / "predictions"
     report = predict_slides(test_slides, predictor, pred_dir, tile=meta["tile"], slide_classifier=forest)
     times["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
     print("[4/4] scoring with the CAMELYON16 metrics")
-    metrics = evaluate_camelyon(pred_dir, cohort / "testing", out_dir=out, score_column="rf_score")
-    max_metrics = evaluate_camelyon(pred_dir, cohort / "testing", out_dir=out / "max_score", score_column="score")
+    metrics = evaluate_camelyon(pred_dir, layout.testing, out_dir=out, score_column="rf_score")
+    max_metrics = evaluate_camelyon(pred_dir, layout.testing, out_dir=out / "max_score", score_column="score")
     metrics["slide_auc_max_probability"] = max_metrics["slide_auc"]
     overlays = {}
     for slide_path in test_slides:
-        xml = cohort / "testing" / "lesion_annotations" / f"{slide_path.stem}.xml"
+        xml = layout.testing_annotations / f"{slide_path.stem}.xml"
         outlines = [a.coords_xy for a in read_asap_xml(xml)] if xml.exists() else []
         with open_slide(slide_path) as slide:
             hm = read_heatmap_h5(pred_dir / f"{slide.name}.h5")
             caption = f"{slide.name} ({'tumour' if outlines else 'normal'}, max tile p {report.scores[slide.name]:.2f})"
             overlays[caption] = write_overlay_png(out / "overlays" / f"{slide.name}.png", slide, hm, max_size_px=600,
                                                   outlines=outlines)
-    first = sorted((cohort / "training" / "tumor").glob("*.tif"))[0]
+    first = find_slides([layout.training_tumor])[0]
     with open_slide(first) as slide:
         tiling = tile_slide(slide, target_mpp=cfg.mpp, tile_size_px=cfg.tile_size, min_tissue=cfg.min_tissue)
         grid_png = write_tiling_preview(out / "tiling_preview.png", slide, tiling, max_size_px=600)
@@ -129,7 +133,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     summary.update(seconds=times, seed=seed, checkpoint=str(ckpt), report=str(out / "report.html"),
                    headline={"slide AUC": metrics["slide_auc"], "FROC": metrics["froc"],
                              "tile AUC": metrics.get("tile_auc", float("nan"))})
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
     ok = metrics["slide_auc"] >= TARGET_SLIDE_AUC and metrics["froc"] >= TARGET_FROC
     ci = metrics["slide_auc_ci95"]
     print(f"\n  slide AUC  {metrics['slide_auc']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})"

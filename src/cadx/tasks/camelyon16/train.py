@@ -26,6 +26,7 @@ from cadx.models.checkpoint import save_checkpoint
 from cadx.models.device import resolve_device
 from cadx.models.factory import create_model
 from cadx.preprocessing.augment import TileAugment
+from cadx.tasks.camelyon16.layout import Camelyon16Layout
 from cadx.training.config import CONFIG_DICT, ValidatedConfig, load_yaml_config
 from cadx.training.loop import FitResult, Phase, fit
 from cadx.wsi.tiling import find_slides, tile_cohort
@@ -107,7 +108,7 @@ class TrainConfig(ValidatedConfig):
         root = Path(value)
         if not root.is_dir():
             raise ValueError(f"no such folder: {value}")
-        missing = [f"training/{d}" for d in ("tumor", "normal") if not (root / "training" / d).is_dir()]
+        missing = Camelyon16Layout(root).missing_training_folders()
         if missing:
             raise ValueError(f"{value} has no {' or '.join(missing)} folder (CAMELYON16 layout)")
         return value
@@ -166,14 +167,14 @@ def ensure_coords(cfg: TrainConfig, out: Path, *, show_progress: bool = True) ->
     ConfigError
         No slides under ``training/tumor`` and ``training/normal``.
     """
-    data = Path(cfg.data_dir)
+    data = Camelyon16Layout(cfg.data_dir)
     coords_dir = out / "coords"
-    slides = find_slides([data / "training" / "tumor", data / "training" / "normal"])
+    slides = find_slides([data.training_tumor, data.training_normal])
     if not slides:
-        raise ConfigError(f"{data}: no slides under training/tumor and training/normal (CAMELYON16 layout)")
+        raise ConfigError(f"{data.root}: no slides under training/tumor and training/normal (CAMELYON16 layout)")
     todo = [s for s in slides if not (coords_dir / f"{s.stem}.h5").exists()]
     if todo:
-        report = tile_cohort(todo, coords_dir, annotations=data / "training" / "lesion_annotations",
+        report = tile_cohort(todo, coords_dir, annotations=data.training_annotations,
                              target_mpp=cfg.mpp, tile_size_px=cfg.tile_size, min_tissue=cfg.min_tissue,
                              show_progress=show_progress)
         for path, why in report.failures:
