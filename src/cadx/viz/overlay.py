@@ -18,6 +18,8 @@ import numpy as np
 #: Default colour map of score grids (perceptually uniform, readable in greyscale and by most
 #: colour-blind viewers).
 DEFAULT_CMAP = "viridis"
+#: Ground-truth outlines: red, a colour absent from viridis, from H&E and from pen marks.
+OUTLINE_RGB = (255, 0, 0)
 
 
 def thumbnail_scale(image_shape_hw: Sequence[int], slide_size_wh: Sequence[int]) -> float:
@@ -189,8 +191,11 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, *, colour: Sequence[int] =
 
 
 def draw_outlines(image: np.ndarray, polygons_xy: Sequence[np.ndarray], *, scale: float,
-                  colour: Sequence[int] = (0, 0, 0), width: int = 2) -> np.ndarray:
+                  colour: Sequence[int] = OUTLINE_RGB, width: int = 2) -> np.ndarray:
     """Closed polygon outlines (level-0 ``(x, y)`` vertices) drawn over an image.
+
+    The default colour, red, is in neither the score colour map nor H&E, and differs from the
+    black pen marks and scanner borders found on slides.
 
     Examples
     --------
@@ -198,7 +203,7 @@ def draw_outlines(image: np.ndarray, polygons_xy: Sequence[np.ndarray], *, scale
     >>> square = np.array([[50, 50], [150, 50], [150, 150], [50, 150]])
     >>> img = draw_outlines(np.full((20, 20, 3), 255, np.uint8), [square], scale=0.1, width=1)
     >>> img[5, 5].tolist(), img[10, 10].tolist(), img[5, 10].tolist()
-    ([0, 0, 0], [255, 255, 255], [0, 0, 0])
+    ([255, 0, 0], [255, 255, 255], [255, 0, 0])
     """
     from PIL import Image, ImageDraw
 

@@ -124,7 +124,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     write_html(out / "report.html", "camelyon16.html.j2",
                title="cadx: CAMELYON16-style metastasis detection (synthetic cohort)",
                legend=(f"Heatmaps colour the tile classifier's tumour probability with the {DEFAULT_CMAP} colour map "
-                       "(dark purple 0, yellow 1; uncoloured where no tissue tile was predicted); black lines are "
+                       "(dark purple 0, yellow 1; uncoloured where no tissue tile was predicted); red lines are "
                        "the ground-truth lesion outlines."),
                score_name="random forest on heatmap features", metrics=metrics, per_slide=metrics["per_slide"],
                overlays=overlays, plots={"roc": out / "roc.png", "froc": out / "froc.png", "tiles": grid_png},
