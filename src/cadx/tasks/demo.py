@@ -79,7 +79,7 @@ def _module(name: str) -> Any:
 
 
 def _write_index(out: Path, rows: list[dict[str, Any]], seconds: float) -> None:
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}"
+    machine = ", ".join(x for x in (platform.machine(), f"{os.cpu_count()} CPUs", platform.processor()) if x)
     facts = {"cadx": __version__, "machine": machine,
              "command": "cadx demo all"}
     write_html(out / "index.html", "index.html.j2", title="cadx demo: every task on synthetic data", tasks=rows,

@@ -127,7 +127,9 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
                        "(dark purple 0, yellow 1; uncoloured where no tissue tile was predicted); red lines are "
                        "the ground-truth lesion outlines."),
                score_name="random forest on heatmap features", metrics=metrics, per_slide=metrics["per_slide"],
-               overlays=overlays, plots={"roc": out / "roc.png", "froc": out / "froc.png", "tiles": grid_png},
+               overlays=overlays, plots={"Slide-level ROC (test slides)": out / "roc.png",
+                      "Lesion FROC (official CAMELYON16 rules)": out / "froc.png",
+                      f"Tissue tiles of {first.stem} ({cfg.tile_size} px at {cfg.mpp} um/px)": grid_png},
                facts=facts)
     summary = {k: v for k, v in metrics.items() if k != "per_slide"}
     summary.update(seconds=times, seed=seed, checkpoint=str(ckpt), report=str(out / "report.html"),
