@@ -160,3 +160,8 @@ def test_multiscale_context_tiles(tiled_cohort):
     assert not np.allclose(x[:3], x[3:])  # the context is a different (coarser) view
     aug = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, transform=TileAugment(), jitter_frac=0.1, seed=1)
     assert aug[pos][0].shape == (6, 64, 64)
+    # A symmetry turns the tile and its context together: the same one of the 8 for all 6 channels (seed 3
+    # draws symmetry 4 for this tile, not the identity).
+    turned = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, transform=TileAugment(color=None), seed=3)
+    got, hwc = turned[pos][0].transpose(1, 2, 0), x.transpose(1, 2, 0)
+    assert [k for k in range(8) if np.array_equal(got, dihedral(hwc, k))] == [4]
