@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -39,12 +38,21 @@ def test_slide_info_table(tumor_slide, capsys):
 
 
 def test_slide_mask_writes_overlay_and_mask(tumor_slide, tmp_path, capsys):
-    assert main(["slide", "mask", str(tumor_slide.path), "--out", str(tmp_path / "m.png")]) == 0
+    import numpy as np
     from PIL import Image
 
+    from cadx.io.slide import open_slide
+    from cadx.wsi.tissue import detect_tissue
+
+    assert main(["slide", "mask", str(tumor_slide.path), "--out", str(tmp_path / "m.png")]) == 0
+    with open_slide(tumor_slide.path) as s:
+        want = detect_tissue(s, mask_mpp=16.0)  # the default --mask-mpp
     raw = Image.open(tmp_path / "m.mask.png")
-    assert float(raw.text["mpp"]) > 10 and (tmp_path / "m.png").exists()
-    assert "mm2" in capsys.readouterr().out
+    assert float(raw.text["mpp"]) == pytest.approx(want.mpp, abs=1e-6) and raw.text["method"] == want.method
+    np.testing.assert_array_equal(np.asarray(raw) > 0, want.mask)
+    assert want.mask.any() and not want.mask.all()
+    assert (tmp_path / "m.png").exists()
+    assert f"tissue {want.area_um2 / 1e6:.2f} mm2" in capsys.readouterr().out
 
 
 def test_tile_cohort_with_annotations_dir(cohort, tmp_path):
@@ -108,11 +116,22 @@ def test_plain_image_without_mpp_asks_for_it(tmp_path):
 
 
 def test_synth_and_annotations_commands(tmp_path):
+    from cadx.io.annotations import polygons_in_paint_order, read_asap_xml
+    from cadx.io.slide import open_slide
+    from cadx.preprocessing.masks import rasterize_polygons
+
     assert main(["synth", "slides", "--out", str(tmp_path / "c"), "--tumor", "1", "--normal", "0", "--size", "2048",
                  "--seed", "3"]) == 0
     xml = tmp_path / "c/training/lesion_annotations/tumor_001.xml"
     slide = tmp_path / "c/training/tumor/tumor_001.tif"
+    anns = read_asap_xml(xml)
     assert main(["annotations", "convert", str(xml), "--geojson", str(tmp_path / "a.geojson")]) == 0
-    assert json.loads((tmp_path / "a.geojson").read_text())["type"] == "FeatureCollection"
+    fc = json.loads((tmp_path / "a.geojson").read_text())
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == len(anns) >= 1
     assert main(["annotations", "mask", str(xml), "--slide", str(slide), "--out", str(tmp_path / "m.tif")]) == 0
-    assert Path(tmp_path / "m.tif").stat().st_size > 0
+    # The mask is the slide's size and holds the rasterised annotations (holes painted last).
+    with open_slide(tmp_path / "m.tif") as m:
+        assert m.dimensions == (2048, 2048) and m.mpp == pytest.approx(0.243)
+        got = m.read_region((0, 0), 0, (2048, 2048))[:, :, 0] > 127
+    want = rasterize_polygons(polygons_in_paint_order(anns), (2048, 2048)) > 0
+    assert want.sum() > 0 and (got != want).mean() < 0.001

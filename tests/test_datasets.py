@@ -109,9 +109,19 @@ def test_tile_dataset_reads_normalised_tiles(tiled_cohort):
     pos = tuple(index.positions(TUMOR)[0])
     x, y = ds[pos]
     assert x.shape == (3, 64, 64) and x.dtype == np.float32 and y == 1
-    assert x.min() >= -1.0 and x.max() <= 1.0
+    # Normalised with mean = std = 0.5: x = v / 127.5 - 1 for uint8 values v, so (x + 1) * 127.5 is whole.
+    v = (x.astype(np.float64) + 1) * 127.5
+    np.testing.assert_allclose(v, np.round(v), atol=1e-3)
+    assert v.min() >= 0 and v.max() <= 255
+    # Without augmentation the item is exactly the tile read at its coordinates, normalised, channels first.
+    from cadx.io.resolution import read_tile
+    from cadx.io.slide import open_slide
+
     plain = TileDataset(index, mean=(0.5,) * 3, std=(0.5,) * 3)
-    np.testing.assert_array_equal(plain[pos][0], plain[pos][0])
+    st = index.slides[pos[0]]
+    with open_slide(st.slide_path) as slide:
+        tile = read_tile(slide, tuple(int(c) for c in st.coords_xy[pos[1]]), st.plan)
+    np.testing.assert_allclose(plain[pos][0], tile.transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
     assert not np.array_equal(plain[pos][0], x)
 
 
@@ -123,7 +133,6 @@ def _read_in_workers(ds, items):
 
 def test_augmentation_is_reproducible_from_the_seed(tiled_cohort):
     """Same seed and item: the same augmented tile in any dataset, process or worker, on any read."""
-    pytest.importorskip("torch")
     index = build_tile_index(tiled_cohort)
     pos = [tuple(int(v) for v in p) for p in index.positions(TUMOR)[:2]]
 
@@ -151,3 +160,8 @@ def test_multiscale_context_tiles(tiled_cohort):
     assert not np.allclose(x[:3], x[3:])  # the context is a different (coarser) view
     aug = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, transform=TileAugment(), jitter_frac=0.1, seed=1)
     assert aug[pos][0].shape == (6, 64, 64)
+    # A symmetry turns the tile and its context together: the same one of the 8 for all 6 channels (seed 3
+    # draws symmetry 4 for this tile, not the identity).
+    turned = TileDataset(index, mean=(0.5,) * 6, std=(0.5,) * 6, transform=TileAugment(color=None), seed=3)
+    got, hwc = turned[pos][0].transpose(1, 2, 0), x.transpose(1, 2, 0)
+    assert [k for k in range(8) if np.array_equal(got, dihedral(hwc, k))] == [4]

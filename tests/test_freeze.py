@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import timm
+import torch
 
-torch = pytest.importorskip("torch")
-timm = pytest.importorskip("timm")
-
-from cadx.training.freeze import set_batchnorm_eval, set_trainable, stage_groups  # noqa: E402
-from cadx.training.loop import Phase, fit  # noqa: E402
+from cadx.training.freeze import set_batchnorm_eval, set_trainable, stage_groups
+from cadx.training.loop import Phase, fit
 
 
 def _trained(model) -> set[str]:

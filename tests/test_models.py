@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from cadx.errors import CheckpointError, ConfigError  # noqa: E402
-from cadx.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
-from cadx.models.config import ModelConfig, TileSpec  # noqa: E402
-from cadx.models.factory import MODEL_KINDS, SUPPORTED_MODELS, build_from_config, create_model  # noqa: E402
-from cadx.models.weights import WeightsUnavailableError  # noqa: E402
-from cadx.preprocessing.augment import to_model_input  # noqa: E402
+import cadx
+from cadx.errors import CheckpointError, ConfigError
+from cadx.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from cadx.models.config import ModelConfig, TileSpec
+from cadx.models.factory import MODEL_KINDS, SUPPORTED_MODELS, build_from_config, create_model
+from cadx.models.weights import WeightsUnavailableError
+from cadx.preprocessing.augment import to_model_input
 
 ESPRESSO = 967
 CATS = {281, 282, 283, 285, 292}  # tabby, tiger cat, Persian, Egyptian cat, tiger
@@ -98,7 +98,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert meta["tile"] == {"mpp": 0.5, "size_px": 64, "context_mpp": None, "min_tissue": 0.5, "label_rule": ""}
     assert meta["metrics"]["val_auc"] == 0.9 and meta["train_config"] == {"lr": 1e-3}
     assert meta["model"] == m.cadx_config.to_dict() and meta["model"]["class_names"] == ["normal", "tumor"]
-    assert back.cadx_config.architecture == "tf_efficientnet_lite0" and meta["cadx_version"]
+    assert back.cadx_config.architecture == "tf_efficientnet_lite0" and meta["cadx_version"] == cadx.__version__
 
 
 def test_bad_checkpoints_are_clean_errors(tmp_path):

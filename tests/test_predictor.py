@@ -7,11 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from cadx.errors import CheckpointError  # noqa: E402
-from cadx.inference.predictor import (  # noqa: E402
+from cadx.errors import CheckpointError
+from cadx.inference.predictor import (
     META_CHECKPOINT_SHA256,
     OnnxPredictor,
     TorchPredictor,
@@ -21,9 +20,9 @@ from cadx.inference.predictor import (  # noqa: E402
     load_predictor,
     predict_tta,
 )
-from cadx.models.checkpoint import save_checkpoint  # noqa: E402
-from cadx.models.config import ModelConfig  # noqa: E402
-from cadx.models.factory import create_model  # noqa: E402
+from cadx.models.checkpoint import save_checkpoint
+from cadx.models.config import ModelConfig
+from cadx.models.factory import create_model
 
 TILE = 64
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from cadx.parallel.prefetch import prefetch_map
 
@@ -19,8 +20,13 @@ def test_order_kept_and_look_ahead_bounded():
 
     out = []
     for item, result in prefetch_map(work, range(20), workers=2, ahead=3):
+        if item == 0:  # hold the first result: the look-ahead must fill up meanwhile
+            deadline = time.monotonic() + 10
+            while len(started) < 3 + 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
         out.append((item, result))
         consumed[0] += 1
     assert out == [(i, i * 10) for i in range(20)]
-    assert seen_max[0] <= 3 + 1  # at most `ahead` in flight, plus the one just handed over
+    # At most `ahead` in flight plus the one just handed over, and that many really ran ahead.
+    assert seen_max[0] == 3 + 1
     assert list(prefetch_map(work, [], workers=2, ahead=3)) == []

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-
-from cadx.models.checkpoint import load_checkpoint  # noqa: E402
-from cadx.tasks.camelyon16.train import TrainConfig, split_slides, train_tile_classifier  # noqa: E402
+from cadx.metrics.classification import roc_auc
+from cadx.models.checkpoint import load_checkpoint
+from cadx.tasks.camelyon16.train import TrainConfig, split_slides, train_tile_classifier
 
 
 def _cfg(cohort_dir, out, **kw) -> TrainConfig:
@@ -30,11 +30,19 @@ def test_train_resume_and_self_describing_checkpoint(cohort, tmp_path):
     assert meta["tile"]["mpp"] == 0.5 and meta["tile"]["size_px"] == 64
     assert meta["train_config"]["warmup_steps"] == 2 and meta["model"]["weights"].startswith("file:")
     assert meta["train_config"]["trainable_blocks"] == 1
-    assert 0.0 <= meta["metrics"]["val_auc"] <= 1.0 and meta["metrics"]["val_slides"]
-    assert meta["metrics"]["step"] in (2, 4) and meta["metrics"]["train_tiles_seen"] == 4 * 8
-    assert set(meta["metrics"]["train_slides"]).isdisjoint(meta["metrics"]["val_slides"])  # split by slide
+    # Split by slide, stratified: one of the two tumour slides held out (seed 3), the lone normal slide kept.
+    assert meta["metrics"]["val_slides"] == ["tumor_002"]
+    assert meta["metrics"]["train_slides"] == ["normal_001", "tumor_001"]
+    assert meta["metrics"]["train_tiles_seen"] == 4 * 8
     history = json.loads((tmp_path / "history.json").read_text())
     assert [(h["step"], h["phase"]) for h in history] == [(2, "warmup"), (4, "finetune")]
+    # The checkpoint is the best evaluation of the history (the blocks.6 checks below need it to be step 4).
+    best = max(history, key=lambda h: h["val_auc"])
+    assert meta["metrics"]["step"] == best["step"] == 4 and meta["metrics"]["val_auc"] == best["val_auc"]
+    # ... and its weights score that AUC on the validation tiles: 16 tumour and 16 normal tiles of tumor_002.
+    y, p = _validation_scores(model, tmp_path, meta)
+    assert len(y) == meta["metrics"]["val_tiles"] == 32 and int(y.sum()) == 16
+    assert roc_auc(y, p) == pytest.approx(meta["metrics"]["val_auc"])
     # What was trained: trainable_blocks=1 on Lite0 is blocks.6 + conv_head/bn2 + classifier; the
     # stages before stay the ImageNet ones, and BatchNorm statistics stay the pretrained ones.
     ref = create_model("tf_efficientnet_lite0", pretrained=True, num_classes=2).state_dict()
@@ -51,10 +59,23 @@ def test_train_resume_and_self_describing_checkpoint(cohort, tmp_path):
     assert [h["step"] for h in json.loads((tmp_path / "history.json").read_text())] == [2, 4, 6]
 
 
+def _validation_scores(model, out, meta) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and tumour probabilities of the validation tiles the run evaluated on, from ``model``."""
+    import torch
+
+    from cadx.datasets.tiles import TileDataset, build_tile_index
+    from cadx.tasks.camelyon16.train import _val_positions
+
+    val = build_tile_index(sorted((out / "coords").glob("*.h5"))).subset(meta["metrics"]["val_slides"])
+    ds = TileDataset(val, mean=model.cadx_config.mean, std=model.cadx_config.std)
+    items = [ds[tuple(p)] for p in _val_positions(val, meta["train_config"]["val_tiles"], meta["train_config"]["seed"])]
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(np.stack([x for x, _ in items])))
+    return np.array([label for _, label in items]), torch.softmax(logits, 1)[:, 1].numpy()
+
+
 def test_split_is_by_slide_and_stratified(tmp_path):
     from pathlib import Path
-
-    import numpy as np
 
     from cadx.datasets.tiles import SlideTiles, TileIndex
     from cadx.io.resolution import ReadPlan
@@ -78,4 +99,10 @@ def test_multiscale_training_and_prediction(cohort, tmp_path):
     predictor, meta = load_predictor(path, backend="onnx")
     test = [s.path for s in slides if s.split == "testing"][:1]
     report = predict_slides(test, predictor, tmp_path / "pred", tile=meta["tile"], show_progress=False)
-    assert not report.failures and len(report.scores) == 1
+    assert report.failures == [] and list(report.scores) == ["test_001"]
+    # The 6-channel ONNX model wrote a grid with its context and a slide score that is the grid's maximum.
+    from cadx.io.h5 import read_score_grid_h5
+
+    grid = read_score_grid_h5(tmp_path / "pred" / "test_001.h5")
+    assert grid.attrs["context_mpp"] == 1.0 and grid.channel_names == ("tumor_probability",)
+    assert report.scores["test_001"] == pytest.approx(float(np.nanmax(grid.channel())))
