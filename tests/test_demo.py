@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-pytest.importorskip("torch")
-
 
 def test_demo_all_small(tmp_path):
     from cadx.tasks.demo import run_demos
