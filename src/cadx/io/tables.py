@@ -221,7 +221,9 @@ class ClassTable:
         The class columns, in file order.
     values : ndarray of float64, shape (len(images), len(columns))
     rows : tuple of int
-        The file row of each image (row 1 is the header line).
+        The file row of each image (row 1 is the first line of the file).
+    header_row : int
+        The file row of the header.
     """
 
     path: Path
@@ -229,6 +231,7 @@ class ClassTable:
     columns: tuple[str, ...]
     values: np.ndarray
     rows: tuple[int, ...]
+    header_row: int = 1
 
 
 def read_class_table(path: str | Path, *, what: str = "class table") -> ClassTable:
@@ -301,4 +304,4 @@ def read_class_table(path: str | Path, *, what: str = "class table") -> ClassTab
         numbers.append(number)
         values.append([_number(path, number, c, t) for c, t in zip(columns, row[1:], strict=False)])
     return ClassTable(path, tuple(images), columns, np.asarray(values, np.float64).reshape(len(images), len(columns)),
-                      tuple(numbers))
+                      tuple(numbers), header_row)
