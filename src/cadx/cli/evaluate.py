@@ -70,7 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ed = es.add_parser("derm", help="ISIC 2019: balanced accuracy, per-class metrics, one-vs-rest AUC; plots")
     ed.add_argument("--pred", required=True,
                     help="predictions CSV (image + one probability column per class) or its folder")
-    ed.add_argument("--truth", required=True, help="ISIC_2019_Training_GroundTruth.csv (or a CSV in its layout)")
+    ed.add_argument("--truth", required=True,
+                    help="ISIC_2019_Training_GroundTruth.csv, a CSV in its layout, or the folder holding it")
     ed.add_argument("--out", help="where metrics and plots go (default: the folder of the predictions)")
     ed.add_argument("--classes", metavar="MEL,NV,BCC",
                     help="evaluate only these predicted classes (default: every prediction column)")
