@@ -1,8 +1,9 @@
-"""``cadx evaluate camelyon``: a challenge's own metrics on a predictions folder."""
+"""``cadx evaluate camelyon|derm``: a challenge's own metrics on a predictions folder or file."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cadx.cli.common import fraction, print_json
 
@@ -26,6 +27,33 @@ def _camelyon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _derm(args: argparse.Namespace) -> int:
+    from cadx.tasks.isic2019.evaluate import evaluate_derm
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    m = evaluate_derm(args.pred, args.truth, out_dir=args.out, classes=classes)
+    if args.json:
+        print_json(m)
+        return 0
+
+    def num(v: float | None) -> str:
+        return "  n/a" if v is None else f"{v:.3f}"
+
+    counts = ", ".join(f"{c} {n}" for c, n in m["class_counts"].items())
+    print(f"images {m['images']} ({counts})  balanced accuracy {num(m['balanced_accuracy'])}  "
+          f"accuracy {num(m['accuracy'])}  mean AUC {num(m['mean_auc'])}  ECE {num(m['ece'])}")
+    print(f"{'class':<6} {'images':>6} {'sens':>6} {'spec':>6} {'prec':>6} {'F1':>6} {'AUC':>6}")
+    for r in m["per_class"]:
+        print(f"{r['class']:<6} {r['images']:>6} {num(r['sensitivity']):>6} {num(r['specificity']):>6} "
+              f"{num(r['precision']):>6} {num(r['f1']):>6} {num(r['auc']):>6}")
+    if m["excluded"]["images"]:
+        by = ", ".join(f"{c} {n}" for c, n in m["excluded"]["by_class"].items())
+        print(f"left out {m['excluded']['images']} images whose true class is not predicted ({by})")
+    out = args.out if args.out is not None else Path(m["predictions"]).parent
+    print(f"wrote metrics.json, per_class.csv, confusion.png, roc.png to {out}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx evaluate ...``."""
     ev = sub.add_parser("evaluate", help="score predictions with a challenge's own metrics")
@@ -39,3 +67,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ec.add_argument("--score-column", default="score", help="slide score column: score (max) or rf_score")
     ec.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ec.set_defaults(func=_camelyon)
+    ed = es.add_parser("derm", help="ISIC 2019: balanced accuracy, per-class metrics, one-vs-rest AUC; plots")
+    ed.add_argument("--pred", required=True,
+                    help="predictions CSV (image + one probability column per class) or its folder")
+    ed.add_argument("--truth", required=True,
+                    help="ISIC_2019_Training_GroundTruth.csv, a CSV in its layout, or the folder holding it")
+    ed.add_argument("--out", help="where metrics and plots go (default: the folder of the predictions)")
+    ed.add_argument("--classes", metavar="MEL,NV,BCC",
+                    help="evaluate only these predicted classes (default: every prediction column)")
+    ed.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ed.set_defaults(func=_derm)

@@ -2,7 +2,9 @@
 
 - detections: ``prob,X,Y`` per line (level-0 px), the CAMELYON16 submission format;
 - slide scores: ``slide_scores.csv`` (``slide,score,...``) as ``cadx predict slides`` writes it;
-- reference: the CAMELYON16 ``reference.csv`` (``name,Tumor|Normal,...``).
+- reference: the CAMELYON16 ``reference.csv`` (``name,Tumor|Normal,...``);
+- class tables: ``image`` + one numeric column per class, the layout of the ISIC ground truth
+  (``ISIC_2019_Training_GroundTruth.csv``, one-hot) and of an ISIC submission (probabilities).
 
 Files are read as UTF-8 with an optional byte-order mark (Excel's "CSV UTF-8" writes one). Rows
 are numbered as a spreadsheet shows them: the first line of the file is row 1.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +205,103 @@ def read_reference(path: str | Path) -> dict[str, int]:
                                        "expected name,Tumor|Normal,...")
         out[row[0].lower()] = int(label == "tumor")
     return out
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """An ``image,<class>,<class>,...`` table: one row per image, one finite number per class.
+
+    Attributes
+    ----------
+    path : Path
+        The file read (for error messages).
+    images : tuple of str
+        The ``image`` column, in file order (each at most once).
+    columns : tuple of str
+        The class columns, in file order.
+    values : ndarray of float64, shape (len(images), len(columns))
+    rows : tuple of int
+        The file row of each image (row 1 is the first line of the file).
+    header_row : int
+        The file row of the header.
+    """
+
+    path: Path
+    images: tuple[str, ...]
+    columns: tuple[str, ...]
+    values: np.ndarray
+    rows: tuple[int, ...]
+    header_row: int = 1
+
+
+def read_class_table(path: str | Path, *, what: str = "class table") -> ClassTable:
+    """Read an ``image,<class>,...`` CSV: the ISIC ground truth or an ISIC submission.
+
+    The header must start with ``image``; every other column is a class and every cell below
+    it a finite number. Cells are stripped of spaces; a UTF-8 byte-order mark is accepted.
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str
+        What the file is, for the messages (e.g. ``"ground-truth"``).
+
+    Returns
+    -------
+    ClassTable
+
+    Raises
+    ------
+    InputFileError
+        Missing or empty file, a header not starting with ``image``, an empty or repeated column
+        name, a repeated or empty image name, or a missing / non-numeric / NaN cell; the message
+        names the file, the row and the column.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "predictions.csv"
+    >>> _ = p.write_text("\\ufeffimage,MEL,NV\\nISIC_0000000,0.9,0.1\\nISIC_0000001,0.2,0.8\\n", encoding="utf-8")
+    >>> t = read_class_table(p)
+    >>> t.images, t.columns, t.values.tolist(), t.rows
+    (('ISIC_0000000', 'ISIC_0000001'), ('MEL', 'NV'), [[0.9, 0.1], [0.2, 0.8]], (2, 3))
+    >>> _ = p.write_text("image,MEL,NV\\nISIC_0000000,0.9,nan\\n")
+    >>> read_class_table(p)
+    Traceback (most recent call last):
+    ...
+    cadx.errors.InputFileError: ...predictions.csv: row 2, column NV: 'nan' is not a finite number
+    """
+    path = Path(path)
+    rows = _rows(path, what)
+    try:
+        header_row, header = next(rows)
+    except StopIteration:
+        raise InputFileError(path, "empty: expected a header image,<class>,...") from None
+    if header[0].lower() != "image":
+        raise InputFileError(path, f"row {header_row}, column 1: {header[0]!r}: the first column must be 'image'")
+    columns = tuple(header[1:])
+    if not columns:
+        raise InputFileError(path, f"row {header_row}: no class columns after 'image'")
+    for j, name in enumerate(columns, start=2):
+        if not name:
+            raise InputFileError(path, f"row {header_row}, column {j}: empty column name")
+        if columns.index(name) != j - 2:
+            raise InputFileError(path, f"row {header_row}, column {name}: appears twice")
+    images: list[str] = []
+    seen: dict[str, int] = {}
+    values: list[list[float]] = []
+    numbers: list[int] = []
+    for number, row in rows:
+        if len(row) < len(header):
+            raise InputFileError(path, f"row {number}, column {header[len(row)]}: missing")
+        image = row[0]
+        if not image:
+            raise InputFileError(path, f"row {number}, column image: empty")
+        if image in seen:
+            raise InputFileError(path, f"row {number}, column image: {image!r} already on row {seen[image]}")
+        seen[image] = number
+        images.append(image)
+        numbers.append(number)
+        values.append([_number(path, number, c, t) for c, t in zip(columns, row[1:], strict=False)])
+    return ClassTable(path, tuple(images), columns, np.asarray(values, np.float64).reshape(len(images), len(columns)),
+                      tuple(numbers), header_row)

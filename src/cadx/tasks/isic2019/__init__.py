@@ -1,0 +1,1 @@
+"""ISIC 2019 dermoscopy: layout, training, prediction, evaluation, report and demo."""
