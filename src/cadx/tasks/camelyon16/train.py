@@ -155,7 +155,9 @@ def split_slides(index: TileIndex, val_fraction: float, seed: int) -> tuple[list
 
 
 def ensure_coords(cfg: TrainConfig, out: Path, *, show_progress: bool = True) -> list[Path]:
-    """Tile the training slides (once) into ``out/coords`` with tumour fractions from the annotations.
+    """Tile the training slides into ``out/coords`` with tumour fractions from the annotations.
+
+    Slides already tiled there with the same settings are not tiled again.
 
     Returns
     -------
@@ -172,14 +174,16 @@ def ensure_coords(cfg: TrainConfig, out: Path, *, show_progress: bool = True) ->
     slides = find_slides([data.training_tumor, data.training_normal])
     if not slides:
         raise ConfigError(f"{data.root}: no slides under training/tumor and training/normal (CAMELYON16 layout)")
-    todo = [s for s in slides if not (coords_dir / f"{s.stem}.h5").exists()]
-    if todo:
-        report = tile_cohort(todo, coords_dir, annotations=data.training_annotations,
-                             target_mpp=cfg.mpp, tile_size_px=cfg.tile_size, min_tissue=cfg.min_tissue,
-                             show_progress=show_progress)
-        for path, why in report.failures:
-            log.warning("training slide skipped: %s: %s", path, why)
-    return sorted(coords_dir / f"{s.stem}.h5" for s in slides if (coords_dir / f"{s.stem}.h5").exists())
+    # tile_cohort skips slides tiled before with these settings and tiles again those made with others
+    # (a changed mpp, tile size or annotation file), so coordinates never go stale.
+    report = tile_cohort(slides, coords_dir, annotations=data.training_annotations,
+                         target_mpp=cfg.mpp, tile_size_px=cfg.tile_size, min_tissue=cfg.min_tissue,
+                         show_progress=show_progress)
+    for path, why in report.failures:
+        log.warning("training slide skipped: %s: %s", path, why)
+    failed = {Path(p) for p, _ in report.failures}  # a file left from other settings is not used
+    return sorted(coords_dir / f"{s.stem}.h5" for s in slides
+                  if s not in failed and (coords_dir / f"{s.stem}.h5").exists())
 
 
 class TqdmProgress:
