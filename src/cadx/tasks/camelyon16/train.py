@@ -21,14 +21,14 @@ from pydantic.dataclasses import dataclass
 
 from cadx.datasets.tiles import NORMAL, TUMOR, BalancedSampler, TileDataset, TileIndex, build_tile_index
 from cadx.errors import ConfigError
-from cadx.io.atomic import atomic_path
+from cadx.io.atomic import atomic_path, prepare_output_folder
 from cadx.models.checkpoint import save_checkpoint
 from cadx.models.device import resolve_device
 from cadx.models.factory import create_model
 from cadx.preprocessing.augment import TileAugment
 from cadx.tasks.camelyon16.layout import Camelyon16Layout
 from cadx.training.config import CONFIG_DICT, ValidatedConfig, load_yaml_config
-from cadx.training.loop import FitResult, Phase, fit
+from cadx.training.loop import RESUME_FILE, FitResult, Phase, fit, read_resume_file
 from cadx.wsi.tiling import find_slides, tile_cohort
 
 log = logging.getLogger(__name__)
@@ -271,12 +271,20 @@ def train_tile_classifier(cfg: TrainConfig, *, show_progress: bool = True) -> Pa
     -------
     Path
         ``out_dir/model.pt`` (best validation AUC), beside ``history.json`` and ``last.pt``.
+
+    Raises
+    ------
+    CheckpointError
+        ``out_dir/last.pt`` is not a cadx resume file (refused before any work; with ``resume``).
+    OutputPathError
+        ``out_dir`` is a file or cannot be created.
     """
     import torch
     from torch.utils.data import DataLoader
 
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_folder(cfg.out_dir)
+    if cfg.resume and (out / RESUME_FILE).exists():
+        read_resume_file(out / RESUME_FILE)  # a bad resume file is refused before the tiling, not after
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     index = build_tile_index(ensure_coords(cfg, out, show_progress=show_progress), context_mpp=cfg.context_mpp)
