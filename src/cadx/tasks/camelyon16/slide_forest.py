@@ -10,7 +10,6 @@ unpickling a crafted file runs arbitrary code.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from cadx import __version__
 from cadx.errors import CadxError, CheckpointError, InputFileError
 from cadx.inference.detections import FEATURE_NAMES
 from cadx.io.atomic import atomic_path
+from cadx.io.tables import read_slide_scores
 
 FORMAT = "cadx-slide-forest"
 FORMAT_VERSION = 2  # 1 was a joblib pickle
@@ -226,27 +226,21 @@ def forest_scores(rf: SlideForest | Any, features: np.ndarray) -> np.ndarray:
 def read_feature_table(pred_dir: str | Path) -> tuple[list[str], np.ndarray]:
     """Slide names and heatmap features ``(n_slides, n_features)`` from a predictions folder's ``slide_scores.csv``.
 
+    Read by :func:`cadx.io.tables.read_slide_scores`, the one reader of that table: every cell is a
+    finite number or the error names its row and column (a NaN would otherwise reach the forest,
+    which takes it for a missing value and fits silently).
+
     Raises
     ------
     InputFileError
-        No ``slide_scores.csv``, a missing feature column, or a value that is not a number.
+        No ``slide_scores.csv``, a missing feature column, a repeated slide, or a value that is not
+        a finite number.
     """
     path = Path(pred_dir) / "slide_scores.csv"
     if not path.is_file():
         raise InputFileError(path, "no slide_scores.csv: run `cadx predict slides` first")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("slide", *FEATURE_NAMES) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputFileError(path, f"missing columns {missing}")
-        names, rows = [], []
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append([float(row[n]) for n in FEATURE_NAMES])
-            except (TypeError, ValueError):
-                raise InputFileError(path, f"row {line}: a feature value is not a number") from None
-            names.append(row["slide"])
-    return names, np.array(rows, float).reshape(-1, len(FEATURE_NAMES))
+    names, values = read_slide_scores(path, columns=FEATURE_NAMES)
+    return names, values.reshape(-1, len(FEATURE_NAMES))
 
 
 def label_from_name(name: str) -> int:
