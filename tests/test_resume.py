@@ -144,6 +144,23 @@ def test_tile_output_folder_is_a_file(slides, tmp_path, capsys):
     assert rc == 2 and err.strip() == f"cadx: error: {tmp_path / 'afile'}: is a file, not a folder"
 
 
+def test_tile_preview_never_replaces_an_input_slide(work_png: Path, capsys):
+    before = (work_png / "slide.png").read_bytes()
+    rc, _, err = run(capsys, "slide", "tile", "slide.png", "--out", ".", "--mpp-override", "2", "--preview",
+                     *TILE_ARGS)
+    assert rc == 1 and any("slide.png" in ln and "is also an input" in ln for ln in err.splitlines()), err
+    assert (work_png / "slide.png").read_bytes() == before
+
+
+@pytest.fixture()
+def work_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (512, 512), (200, 100, 150)).save(tmp_path / "slide.png")
+    return tmp_path
+
+
 # ----------------------------------------------------------------------------------------------
 # predict slides
 
