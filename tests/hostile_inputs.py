@@ -1,6 +1,7 @@
 """Tiny hostile inputs, built byte by byte (no randomness): files that claim far more than they hold.
 
-Used by tests/test_bad_input.py (through the command line) and tests/test_io_limits.py.
+Used by tests/test_bad_input.py and tests/test_bad_input_ml.py (through the command line) and
+tests/test_io_limits.py.
 """
 
 from __future__ import annotations
@@ -121,15 +122,20 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def run_cli_capped(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
-                   timeout_s: float = 120) -> subprocess.CompletedProcess:
-    """``cadx ARGS`` via ``cadx.cli.main.main`` in a child with :data:`MEMORY_CAP_BYTES` of address space.
+#: The cap for commands that import torch, which alone maps about 3.7 GB of address space.
+TORCH_MEMORY_CAP_BYTES = 6 << 30
 
-    A timeout (a blocking read of a named pipe, say) fails the test instead of hanging it.
+
+def run_cli_capped(args: list[str], *, cwd: Path, env: dict[str, str] | None = None,
+                   timeout_s: float = 120, cap_bytes: int = MEMORY_CAP_BYTES) -> subprocess.CompletedProcess:
+    """``cadx ARGS`` via ``cadx.cli.main.main`` in a child with ``cap_bytes`` of address space.
+
+    A timeout (a blocking read of a named pipe, say) fails the test instead of hanging it. Commands
+    that load a model need :data:`TORCH_MEMORY_CAP_BYTES`.
     """
     child_env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                  "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **(env or {})}
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = MEMORY_CAP_BYTES if hard == resource.RLIM_INFINITY else min(MEMORY_CAP_BYTES, hard)
+    cap = cap_bytes if hard == resource.RLIM_INFINITY else min(cap_bytes, hard)
     return subprocess.run([sys.executable, "-c", _CHILD, str(cap), *args], cwd=cwd, env=child_env,
                           capture_output=True, text=True, timeout=timeout_s)

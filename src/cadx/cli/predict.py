@@ -26,12 +26,15 @@ def _slides(args: argparse.Namespace) -> int:
     report = predict_slides(slides, predictor, args.out, tile=tile, stride_px=args.stride, tta=args.tta,
                             batch_size=args.batch_size, nms_threshold=args.nms_threshold,
                             nms_radius_um=args.nms_radius_um, mpp_override=args.mpp_override,
-                            slide_classifier=args.slide_classifier)
+                            slide_classifier=args.slide_classifier, model_id=meta["checkpoint_sha256"],
+                            overwrite=args.overwrite)
     if args.json:
         print_json({"scores": report.scores, "failures": [[str(p), why] for p, why in report.failures],
-                    "out": args.out})
+                    "skipped": [str(p) for p in report.skipped], "out": args.out})
     else:
-        print(f"predicted {len(report.scores)} of {len(slides)} slides -> {args.out} "
+        skipped = (f", {len(report.skipped)} skipped: already predicted with this model and these settings "
+                   "(--overwrite redoes them)" if report.skipped else "")
+        print(f"predicted {len(report.scores) - len(report.skipped)} of {len(slides)} slides{skipped} -> {args.out} "
               "(slide_scores.csv, <slide>.h5/.png/.csv)")
     return report_failures(report.failures)
 
@@ -55,5 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--nms-radius-um", type=positive_float, default=150.0, help="non-maximum suppression radius")
     add_mpp_override(pr)
     pr.add_argument("--slide-classifier", help="slide forest from `cadx slide-classifier fit` (adds rf_score)")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="predict every slide again (default: skip slides already predicted with this checkpoint "
+                         "and these settings)")
     pr.add_argument("--json", action="store_true", help="print slide scores and failures as JSON")
     pr.set_defaults(func=_slides)

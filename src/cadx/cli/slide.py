@@ -74,12 +74,16 @@ def _tile(args: argparse.Namespace) -> int:
         slides, args.out, annotations=args.annotations, mpp_override=args.mpp_override, previews=args.preview,
         target_mpp=None if args.level is not None else args.target_mpp, level=args.level,
         tile_size_px=args.tile_size, overlap_px=args.overlap, min_tissue=args.min_tissue, mask_mpp=args.mask_mpp,
+        overwrite=args.overwrite,
     )
     if args.json:
         print_json({"written": [str(p) for p in report.written], "tiles": report.n_tiles,
+                    "skipped": [str(p) for p in report.skipped],
                     "failures": [[str(p), why] for p, why in report.failures]})
     else:
-        print(f"tiled {len(report.written)} of {len(slides)} slides, {report.n_tiles} tiles -> {args.out}")
+        skipped = (f" ({len(report.skipped)} skipped: already tiled with these settings; --overwrite redoes them)"
+                   if report.skipped else "")
+        print(f"tiled {len(report.written)} of {len(slides)} slides, {report.n_tiles} tiles -> {args.out}{skipped}")
     return report_failures(report.failures)
 
 
@@ -117,5 +121,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tile.add_argument("--mask-mpp", type=positive_float, default=16.0, help="tissue-mask resolution, um/px")
     add_mpp_override(tile)
     tile.add_argument("--preview", action="store_true", help="also write <slide>.png with the tile grid")
+    tile.add_argument("--overwrite", action="store_true",
+                      help="tile every slide again (default: skip slides already tiled with the same settings)")
     tile.add_argument("--json", action="store_true", help="print the result as JSON")
     tile.set_defaults(func=_tile)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cadx.errors import CadxError
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from cadx.io.atomic import ensure_not_input
     from cadx.io.tables import read_reference
     from cadx.tasks.camelyon16.slide_forest import (
         fit_slide_forest,
@@ -16,6 +18,7 @@ def _fit(args: argparse.Namespace) -> int:
         save_slide_forest,
     )
 
+    ensure_not_input(args.out, Path(args.pred) / "slide_scores.csv", args.reference)
     names, feats = read_feature_table(args.pred)
     if args.reference:
         ref = read_reference(args.reference)

@@ -12,7 +12,6 @@ checkpoint, tied to it by the checkpoint's SHA-256 (a stale or foreign ONNX file
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cadx.errors import CheckpointError, ConfigError, require_extra
+from cadx.io.digest import file_sha256
 from cadx.models.config import ModelConfig
 from cadx.models.device import resolve_device
 from cadx.preprocessing.augment import dihedral, to_model_input
@@ -262,15 +262,6 @@ def predict_tta(predictor: Predictor, x: np.ndarray) -> np.ndarray:
     return (acc / 8.0).astype(np.float32)
 
 
-def file_sha256(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_predictor(checkpoint: str | Path, *, backend: str = "auto",
                    device: str | None = None) -> tuple[Predictor, dict[str, Any]]:
     """A predictor for a checkpoint, and the checkpoint's metadata.
@@ -289,7 +280,9 @@ def load_predictor(checkpoint: str | Path, *, backend: str = "auto",
     predictor : Predictor
     meta : dict
         As :func:`cadx.models.checkpoint.load_checkpoint` returns it (``meta["tile"]``,
-        ``meta["model"]``, ...: plain dicts).
+        ``meta["model"]``, ...: plain dicts), plus ``meta["checkpoint_sha256"]``: the SHA-256 of the
+        checkpoint file, which identifies the weights (outputs record it, so that a rerun can tell
+        whether they were made by the same model).
 
     Notes
     -----
@@ -302,13 +295,14 @@ def load_predictor(checkpoint: str | Path, *, backend: str = "auto",
     checkpoint = Path(checkpoint)
     device = resolve_device(device or "auto")
     model, meta = load_checkpoint(checkpoint)
+    digest = file_sha256(checkpoint)
+    meta["checkpoint_sha256"] = digest
     if backend == "auto":
         backend = "torch" if device.startswith("cuda") else "onnx"
     if backend == "torch":
         return TorchPredictor(model, device=device), meta
     if backend != "onnx":
         raise ValueError(f"backend must be auto, torch or onnx, got {backend!r}")
-    digest = file_sha256(checkpoint)
     onnx_path = checkpoint.with_suffix(".onnx")
     if onnx_path.exists():
         try:

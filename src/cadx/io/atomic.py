@@ -178,6 +178,42 @@ def remove_stale_parts(folder: str | Path, *, min_age_s: float = 0.0, recursive:
     return removed
 
 
+def prepare_output_folder(folder: str | Path) -> Path:
+    """Create the output folder ``folder`` (and its parents) or say in one line why it cannot be.
+
+    Call it before a batch's first item, so that a folder that is a file fails the whole command
+    once instead of each item in turn.
+
+    Raises
+    ------
+    OutputPathError
+        ``folder`` (or one of its parents) is a file, or it cannot be created (permission).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> prepare_output_folder(d / "out").is_dir()
+    True
+    >>> _ = (d / "afile").write_text("x")
+    >>> prepare_output_folder(d / "afile")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cadx.errors.OutputPathError: .../afile: is a file, not a folder
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputPathError(folder, "is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise OutputPathError(folder, f"cannot create the folder: {blocker} is a file") from None
+    except OSError as exc:
+        raise OutputPathError(folder, f"cannot create the folder: {_reason(exc)}") from None
+    return folder
+
+
 def exit_on_sigterm() -> Any:
     """Turn SIGTERM into ``SystemExit(143)`` so ``finally`` blocks run (call from the main thread).
 

@@ -102,6 +102,34 @@ def _open_h5(path: Path, what: str) -> Any:
         raise InputFileError(path, f"not a readable HDF5 file ({exc})") from None
 
 
+def attrs_differ(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """Keys of ``wanted`` that ``recorded`` lacks or holds with another value.
+
+    Numbers compare to a relative 1e-9 (float32 round trips of settings are not differences);
+    lists compare element by element. What a rerun uses to tell whether an output was made with the
+    same settings.
+
+    Examples
+    --------
+    >>> attrs_differ({"mpp": 0.5, "size": [256, 256], "note": "x"}, {"mpp": 0.5000000001, "size": [256, 256]})
+    []
+    >>> attrs_differ({"mpp": 0.5}, {"mpp": 1.0, "tta": False})
+    ['mpp', 'tta']
+    """
+    return [k for k, v in wanted.items() if k not in recorded or not _same_value(recorded[k], v)]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
+                and all(_same_value(x, y) for x, y in zip(a, b, strict=True)))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (np.isfinite(a) and np.isfinite(b) and abs(a - b) <= 1e-9 * max(abs(a), abs(b)))
+    return a == b
+
+
 # --- tile coordinates ----------------------------------------------------------------------------
 
 
@@ -191,6 +219,24 @@ def read_coords_h5(path: str | Path) -> TileCoords:
     except OSError as exc:
         raise InputFileError(path, f"unreadable HDF5 data ({exc})") from None
     return TileCoords(coords, attrs, arrays)
+
+
+def read_coords_attrs(path: str | Path) -> tuple[dict[str, Any], int]:
+    """The attributes and tile count of a coordinates file, without reading its arrays.
+
+    Raises
+    ------
+    InputFileError
+        Missing, not HDF5, or without a ``coords`` dataset.
+    """
+    path = Path(path)
+    try:
+        with _open_h5(path, "coordinates") as f:
+            if "coords" not in f:
+                raise InputFileError(path, "no 'coords' dataset: not a tile-coordinates file")
+            return plain_attrs(f["coords"].attrs), int(f["coords"].shape[0])
+    except OSError as exc:
+        raise InputFileError(path, f"unreadable HDF5 data ({exc})") from None
 
 
 # --- score grids ---------------------------------------------------------------------------------
@@ -350,3 +396,41 @@ def read_score_grid_h5(path: str | Path) -> ScoreGrid:
                      stride_level0_px=int(a.pop("stride_level0_px")),
                      tile_size_level0_px=int(a.pop("tile_size_level0_px")),
                      slide_size_wh=tuple(int(v) for v in a.pop("slide_size_wh")), mpp=float(a.pop("mpp")), attrs=a)
+
+
+def read_score_grid_attrs(path: str | Path) -> dict[str, Any]:
+    """The attributes of a score grid's ``scores`` dataset (geometry and provenance), without its values.
+
+    Raises
+    ------
+    InputFileError
+        Missing, not HDF5, or without a ``scores`` dataset.
+    """
+    path = Path(path)
+    try:
+        with _open_h5(path, "score-grid") as f:
+            if "scores" not in f:
+                raise InputFileError(path, "no 'scores' dataset: not a cadx score grid")
+            return plain_attrs(f["scores"].attrs)
+    except OSError as exc:
+        raise InputFileError(path, f"unreadable HDF5 data ({exc})") from None
+
+
+def update_score_grid_attrs(path: str | Path, attrs: Mapping[str, Any]) -> Path:
+    """Rewrite a score grid with some provenance attributes changed (atomic: a copy, edited, renamed over).
+
+    The values and per-tile arrays are left as they are; the file's modification time moves on.
+    """
+    import shutil
+
+    import h5py
+
+    path = Path(path)
+    reserved = set(attrs) & set(GRID_GEOMETRY_ATTRS)
+    if reserved:
+        raise ValueError(f"attrs {sorted(reserved)} are reserved for the grid's geometry")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            write_attrs(f["scores"].attrs, attrs)
+    return path

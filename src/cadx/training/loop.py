@@ -293,15 +293,7 @@ class _FitState:
             torch.save(payload, tmp)
 
     def load(self, path: Path, model: Any, phases: Sequence[Phase]) -> dict[str, Any]:
-        import torch
-
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as exc:
-            raise CheckpointError(path, f"not a readable resume file ({type(exc).__name__}); "
-                                  "delete it to start afresh") from None
-        if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
-            raise CheckpointError(path, f"not a cadx resume file (no format {RESUME_FORMAT!r})")
+        payload = read_resume_file(path)
         names = [p.name for p in phases]
         if [n for n, _ in payload["phases"]] != names:
             raise CheckpointError(path, f"written for phases {[n for n, _ in payload['phases']]}, not {names}; "
@@ -319,6 +311,44 @@ class _FitState:
         self.stopped_early = bool(payload["stopped_early"])
         log.info("resumed from %s at step %d", path, self.step)
         return {"phase_index": int(payload["phase_index"]), "state": payload["optimizer"]}
+
+
+#: Entries every resume file holds, with their types.
+_RESUME_ENTRIES = {"phases": (list, tuple), "model": dict, "step": int, "best_entry": dict, "history": (list, tuple),
+                   "bad_evals": int, "stopped_early": bool, "phase_index": int, "optimizer": dict}
+
+
+def read_resume_file(path: str | Path) -> dict[str, Any]:
+    """The contents of a resume file (``last.pt``), read without running code, its entries checked.
+
+    Callers that do slow work before :func:`fit` (tiling a cohort, say) call it first, so that a bad
+    resume file is reported before that work rather than after.
+
+    Raises
+    ------
+    CheckpointError
+        Not a torch file; a file holding Python objects beyond tensors and plain data (refused
+        unread: unpickling it could run code); not a cadx resume file, or one missing entries.
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        why = ("refused: it holds Python objects other than tensors and plain data, which could run code when "
+               "loaded" if "weights" in str(exc).lower() else type(exc).__name__)
+        raise CheckpointError(path, f"not a readable resume file ({why}); delete it to start afresh") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
+        raise CheckpointError(path, f"not a readable resume file ({type(exc).__name__}); "
+                              "delete it to start afresh") from None
+    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
+        raise CheckpointError(path, f"not a cadx resume file (no format {RESUME_FORMAT!r})")
+    bad = [k for k, kind in _RESUME_ENTRIES.items() if not isinstance(payload.get(k), kind)]
+    if bad or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in payload["phases"]):
+        raise CheckpointError(path, f"incomplete cadx resume file (entries {bad or ['phases']} missing or malformed); "
+                              "delete it to start afresh")
+    return payload
 
 
 def _optimiser(model: Any, phase: Phase, *, done: int) -> tuple[Any, Any]:

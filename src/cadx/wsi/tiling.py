@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from cadx import __version__
+from cadx.errors import CadxError
 from cadx.io.annotations import Annotation, check_within, polygons_in_paint_order, read_asap_xml
-from cadx.io.h5 import write_coords_h5
+from cadx.io.atomic import ensure_not_input, prepare_output_folder, remove_stale_parts
+from cadx.io.digest import file_sha256
+from cadx.io.h5 import attrs_differ, read_coords_attrs, write_coords_h5
 from cadx.io.resolution import DEFAULT_MPP_TOLERANCE, ReadPlan, plan_read
 from cadx.io.slide import SlideReader, open_slide
 from cadx.preprocessing.masks import rasterize_polygons
@@ -142,8 +145,56 @@ def tile_slide(
         "cadx_version": __version__,
         "created_unix": time.time(),
     }
+    # What was asked for, so that a rerun can tell whether this file answers the same request.
+    attrs.update(tiling_request(
+        slide, target_mpp=target_mpp, tile_size_px=tile_size_px, overlap_px=overlap_px, min_tissue=min_tissue,
+        level=level, annotated=annotations is not None,
+        annotations_sha256=_sha256_or_empty(annotations_path) if annotations is not None else "",
+        mask_mpp=mask_mpp, mpp_tolerance=mpp_tolerance))
     return TilingResult(grid=grid, plan=plan, tissue=tissue, attrs=attrs, arrays=arrays,
                         seconds={"tissue_mask": t1 - t0, "tile_grid": t2 - t1, "annotations": t3 - t2})
+
+
+def tiling_request(
+    slide: SlideReader,
+    *,
+    target_mpp: float | None = 0.5,
+    tile_size_px: int = 256,
+    overlap_px: int = 0,
+    min_tissue: float = 0.5,
+    level: int | None = None,
+    annotated: bool = False,
+    annotations_sha256: str = "",
+    mask_mpp: float = DEFAULT_MASK_MPP,
+    mpp_tolerance: float = DEFAULT_MPP_TOLERANCE,
+) -> dict[str, Any]:
+    """The attributes that decide a slide's tiles: a coordinates file recording these answers the request.
+
+    :func:`tile_slide` records them; :func:`tile_cohort` compares them (with
+    :func:`~cadx.io.h5.attrs_differ`) to skip slides a previous run finished with the same settings.
+    The slide enters by its size and level-0 mpp (``--mpp-override`` included), the annotations by
+    the SHA-256 of their file (``annotated`` with an empty digest: annotations given, none for this
+    slide).
+    """
+    request: dict[str, Any] = {
+        "slide_dimensions_wh": [int(v) for v in slide.dimensions],
+        "level0_mpp": float(slide.mpp),
+        "fixed_level": -1 if level is None else int(level),
+        "tile_size_px": int(tile_size_px),
+        "overlap_px": int(overlap_px),
+        "min_tissue": float(min_tissue),
+        "mask_mpp": float(mask_mpp),
+        "annotated": bool(annotated),
+        "annotations_sha256": annotations_sha256,
+    }
+    if level is None:
+        request["target_mpp"] = float(target_mpp) if target_mpp is not None else -1.0
+        request["mpp_tolerance"] = float(mpp_tolerance)
+    return request
+
+
+def _sha256_or_empty(path: str | Path | None) -> str:
+    return file_sha256(path) if path is not None and Path(path).is_file() else ""
 
 
 def tumor_fractions(
@@ -178,7 +229,8 @@ class CohortTilingReport:
     n_tiles : int
         Tiles in the files written.
     skipped : list of Path
-        Slides whose coordinates file already existed (``skip_existing``).
+        Slides left alone: their coordinates file records the same settings (or, with
+        ``skip_existing``, merely exists).
     """
 
     written: list[Path] = field(default_factory=list)
@@ -210,13 +262,20 @@ def tile_cohort(
     annotations: str | Path | None = None,
     mpp_override: float | None = None,
     previews: bool = False,
+    overwrite: bool = False,
     skip_existing: bool = False,
     backend: str = "serial",
     workers: int | None = None,
     show_progress: bool = True,
     **options: Any,
 ) -> CohortTilingReport:
-    """Tile every slide into ``out_dir/<slide>.h5``; carry on past bad slides.
+    """Tile every slide into ``out_dir/<slide>.h5``; carry on past bad slides; resume a killed run.
+
+    A rerun repeats nothing that finished: a slide whose ``<slide>.h5`` records the same settings
+    (:func:`tiling_request`: resolution, tile size, overlap, tissue threshold, mask resolution,
+    the slide's size and mpp, the annotation file's digest) and, with ``previews``, whose preview
+    is no older than it, is skipped; one made with other settings is tiled again. Temporary
+    ``.*.part`` files a killed run left in ``out_dir`` are removed first.
 
     Parameters
     ----------
@@ -230,8 +289,11 @@ def tile_cohort(
         Level-0 mpp for files that lack it.
     previews : bool
         Also write ``<slide>.png``: thumbnail, tissue outline, tile grid.
+    overwrite : bool
+        Tile every slide again, even those finished with the same settings.
     skip_existing : bool
-        Leave slides whose ``<slide>.h5`` exists alone (reported in ``skipped``).
+        Leave slides whose ``<slide>.h5`` exists alone whatever its settings, without opening them
+        (reported in ``skipped``).
     backend : {"serial", "process"}
         See :func:`cadx.parallel.jobs.map_jobs`; ``"process"`` tiles ``workers`` slides at once.
     workers : int, optional
@@ -244,6 +306,11 @@ def tile_cohort(
     Returns
     -------
     CohortTilingReport
+
+    Raises
+    ------
+    OutputPathError
+        ``out_dir`` is a file or cannot be created.
     """
     from functools import partial
 
@@ -251,23 +318,31 @@ def tile_cohort(
 
     from cadx.parallel.jobs import map_jobs
 
-    out = Path(out_dir)
+    out = prepare_output_folder(out_dir)
+    remove_stale_parts(out)
     paths = [Path(p) for p in slides]
     job = partial(_tile_one, out_dir=out, annotations=Path(annotations) if annotations else None,
-                  mpp_override=mpp_override, previews=previews, options=options)
+                  mpp_override=mpp_override, previews=previews, overwrite=overwrite, options=options)
     with tqdm(total=len(paths), desc="tiling", unit="slide", disable=not show_progress or len(paths) < 2) as bar:
         jobs = map_jobs(job, paths, backend=backend, workers=workers, progress=lambda _event: bar.update(1),
                         skip_done=(lambda p: (out / f"{p.stem}.h5").exists()) if skip_existing else None)
     report = CohortTilingReport(failures=list(jobs.failures), skipped=list(jobs.skipped))
-    for h5, n_tiles in jobs.results:
-        report.written.append(h5)
-        report.n_tiles += n_tiles
+    for path, (h5, n_tiles, reused) in jobs.done:
+        if reused:
+            report.skipped.append(path)
+        else:
+            report.written.append(h5)
+            report.n_tiles += n_tiles
+    report.skipped.sort(key=paths.index)
     return report
 
 
 def _tile_one(path: Path, *, out_dir: Path, annotations: Path | None, mpp_override: float | None, previews: bool,
-              options: dict[str, Any]) -> tuple[Path, int]:
-    """Tile one slide of :func:`tile_cohort` (module level, so process workers can run it)."""
+              overwrite: bool, options: dict[str, Any]) -> tuple[Path, int, bool]:
+    """Tile one slide of :func:`tile_cohort` (module level, so process workers can run it).
+
+    Returns the coordinates file, its tile count, and whether it was kept from an earlier run.
+    """
     from cadx.wsi.preview import write_tiling_preview
 
     anns = xml = None
@@ -276,9 +351,37 @@ def _tile_one(path: Path, *, out_dir: Path, annotations: Path | None, mpp_overri
         anns = read_asap_xml(xml) if xml.exists() or not annotations.is_dir() else []
         xml = xml if xml.exists() else None
     with open_slide(path, mpp=mpp_override) as slide:
+        h5, png = out_dir / f"{slide.name}.h5", out_dir / f"{slide.name}.png"
+        for output in (h5, png) if previews else (h5,):
+            ensure_not_input(output, path, xml)
+        if not overwrite:
+            wanted = tiling_request(slide, annotated=anns is not None, annotations_sha256=_sha256_or_empty(xml),
+                                    **options)
+            n_tiles = _finished(h5, wanted, png if previews else None)
+            if n_tiles is not None:
+                log.info("%s: skipped, %s records the same settings", path.name, h5)
+                return h5, n_tiles, True
         result = tile_slide(slide, annotations=anns, annotations_path=xml, **options)
-        h5 = write_coords_h5(out_dir / f"{slide.name}.h5", result.coords_xy, result.attrs, result.arrays)
-        if previews:
-            write_tiling_preview(out_dir / f"{slide.name}.png", slide, result)
+        h5 = write_coords_h5(h5, result.coords_xy, result.attrs, result.arrays)
+        if previews:  # written after the coordinates: a preview older than them is stale
+            write_tiling_preview(png, slide, result)
     log.info("%s: %d tiles -> %s", path.name, len(result.coords_xy), h5)
-    return h5, len(result.coords_xy)
+    return h5, len(result.coords_xy), False
+
+
+def _finished(h5: Path, wanted: dict[str, Any], preview: Path | None) -> int | None:
+    """The tile count of ``h5`` if it answers ``wanted`` (and ``preview`` is at least as new), else None."""
+    if not h5.is_file():
+        return None
+    try:
+        recorded, n_tiles = read_coords_attrs(h5)
+    except CadxError as exc:
+        log.info("tiling again: %s", exc)
+        return None
+    differ = attrs_differ(recorded, wanted)
+    if differ:
+        log.info("tiling again: %s was made with other settings (%s)", h5, ", ".join(differ))
+        return None
+    if preview is not None and (not preview.is_file() or preview.stat().st_mtime_ns < h5.stat().st_mtime_ns):
+        return None
+    return n_tiles

@@ -226,15 +226,21 @@ def forest_scores(rf: SlideForest | Any, features: np.ndarray) -> np.ndarray:
 def read_feature_table(pred_dir: str | Path) -> tuple[list[str], np.ndarray]:
     """Slide names and heatmap features ``(n_slides, n_features)`` from a predictions folder's ``slide_scores.csv``.
 
+    Read by :func:`cadx.io.tables.read_slide_scores`, the one reader of that table: every cell is a
+    finite number or the error names its row and column (a NaN would otherwise reach the forest,
+    which takes it for a missing value and fits silently).
+
     Raises
     ------
     InputFileError
-        No ``slide_scores.csv``, a missing feature column, or a value that is not a number.
+        No ``slide_scores.csv``, a missing feature column, a repeated slide, or a value that is not
+        a finite number.
     """
     path = Path(pred_dir) / "slide_scores.csv"
     if not path.is_file():
         raise InputFileError(path, "no slide_scores.csv: run `cadx predict slides` first")
-    return read_slide_scores(path, columns=FEATURE_NAMES)
+    names, values = read_slide_scores(path, columns=FEATURE_NAMES)
+    return names, values.reshape(-1, len(FEATURE_NAMES))
 
 
 def label_from_name(name: str) -> int:

@@ -21,14 +21,14 @@ from pydantic.dataclasses import dataclass
 
 from cadx.datasets.tiles import NORMAL, TUMOR, BalancedSampler, TileDataset, TileIndex, build_tile_index
 from cadx.errors import ConfigError
-from cadx.io.atomic import atomic_path
+from cadx.io.atomic import atomic_path, prepare_output_folder
 from cadx.models.checkpoint import save_checkpoint
 from cadx.models.device import resolve_device
 from cadx.models.factory import create_model
 from cadx.preprocessing.augment import TileAugment
 from cadx.tasks.camelyon16.layout import Camelyon16Layout
 from cadx.training.config import CONFIG_DICT, ValidatedConfig, load_yaml_config
-from cadx.training.loop import FitResult, Phase, fit
+from cadx.training.loop import RESUME_FILE, FitResult, Phase, fit, read_resume_file
 from cadx.wsi.tiling import find_slides, tile_cohort
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,9 @@ def split_slides(index: TileIndex, val_fraction: float, seed: int) -> tuple[list
 
 
 def ensure_coords(cfg: TrainConfig, out: Path, *, show_progress: bool = True) -> list[Path]:
-    """Tile the training slides (once) into ``out/coords`` with tumour fractions from the annotations.
+    """Tile the training slides into ``out/coords`` with tumour fractions from the annotations.
+
+    Slides already tiled there with the same settings are not tiled again.
 
     Returns
     -------
@@ -172,14 +174,16 @@ def ensure_coords(cfg: TrainConfig, out: Path, *, show_progress: bool = True) ->
     slides = find_slides([data.training_tumor, data.training_normal])
     if not slides:
         raise ConfigError(f"{data.root}: no slides under training/tumor and training/normal (CAMELYON16 layout)")
-    todo = [s for s in slides if not (coords_dir / f"{s.stem}.h5").exists()]
-    if todo:
-        report = tile_cohort(todo, coords_dir, annotations=data.training_annotations,
-                             target_mpp=cfg.mpp, tile_size_px=cfg.tile_size, min_tissue=cfg.min_tissue,
-                             show_progress=show_progress)
-        for path, why in report.failures:
-            log.warning("training slide skipped: %s: %s", path, why)
-    return sorted(coords_dir / f"{s.stem}.h5" for s in slides if (coords_dir / f"{s.stem}.h5").exists())
+    # tile_cohort skips slides tiled before with these settings and tiles again those made with others
+    # (a changed mpp, tile size or annotation file), so coordinates never go stale.
+    report = tile_cohort(slides, coords_dir, annotations=data.training_annotations,
+                         target_mpp=cfg.mpp, tile_size_px=cfg.tile_size, min_tissue=cfg.min_tissue,
+                         show_progress=show_progress)
+    for path, why in report.failures:
+        log.warning("training slide skipped: %s: %s", path, why)
+    failed = {Path(p) for p, _ in report.failures}  # a file left from other settings is not used
+    return sorted(coords_dir / f"{s.stem}.h5" for s in slides
+                  if s not in failed and (coords_dir / f"{s.stem}.h5").exists())
 
 
 class TqdmProgress:
@@ -267,12 +271,20 @@ def train_tile_classifier(cfg: TrainConfig, *, show_progress: bool = True) -> Pa
     -------
     Path
         ``out_dir/model.pt`` (best validation AUC), beside ``history.json`` and ``last.pt``.
+
+    Raises
+    ------
+    CheckpointError
+        ``out_dir/last.pt`` is not a cadx resume file (refused before any work; with ``resume``).
+    OutputPathError
+        ``out_dir`` is a file or cannot be created.
     """
     import torch
     from torch.utils.data import DataLoader
 
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_folder(cfg.out_dir)
+    if cfg.resume and (out / RESUME_FILE).exists():
+        read_resume_file(out / RESUME_FILE)  # a bad resume file is refused before the tiling, not after
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     index = build_tile_index(ensure_coords(cfg, out, show_progress=show_progress), context_mpp=cfg.context_mpp)
