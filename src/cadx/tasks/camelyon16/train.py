@@ -27,7 +27,13 @@ from cadx.models.device import resolve_device
 from cadx.models.factory import create_model
 from cadx.preprocessing.augment import TileAugment
 from cadx.tasks.camelyon16.layout import Camelyon16Layout
-from cadx.training.config import CONFIG_DICT, ValidatedConfig, load_yaml_config
+from cadx.training.config import (
+    CONFIG_DICT,
+    ValidatedConfig,
+    check_architecture,
+    check_weights_source,
+    load_yaml_config,
+)
 from cadx.training.loop import FitResult, fit
 from cadx.training.recipe import TqdmProgress, phases_for
 from cadx.wsi.tiling import find_slides, tile_cohort
@@ -117,18 +123,12 @@ class TrainConfig(ValidatedConfig):
     @field_validator("pretrained")
     @classmethod
     def _weights_file(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str) and value != "hub" and not Path(value).is_file():
-            raise ValueError(f"no such weights file: {value} (or use true, false or hub)")
-        return value
+        return check_weights_source(value)
 
     @field_validator("model")
     @classmethod
     def _known_architecture(cls, value: str) -> str:
-        import timm
-
-        if not timm.is_model(value):
-            raise ValueError(f"timm has no architecture {value!r}")
-        return value
+        return check_architecture(value)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
