@@ -266,7 +266,8 @@ def read_isic_layout(root: str | Path, *, classes: str | Sequence[str] = DEFAULT
     names, columns, labels = read_ground_truth(gt)
     missing = [c for c in wanted if c not in columns]
     if missing:
-        raise InputFileError(gt, f"no column {', '.join(missing)} (asked for by classes; columns: {', '.join(columns)})")
+        raise InputFileError(gt, f"no column {', '.join(missing)} (asked for by classes; "
+                             f"columns: {', '.join(columns)})")
     meta = root / METADATA_CSV
     if meta.is_file():
         lesions = read_lesion_ids(meta)
