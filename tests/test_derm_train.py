@@ -176,3 +176,40 @@ def test_cli_train_task_defaults_to_camelyon16(tmp_path, capsys):
     assert main(["train", "derm", "--config", str(_yaml(tmp_path / "d.yaml", data_dir=data))]) == 2
     err = capsys.readouterr().err
     assert "d.yaml: out_dir: required key missing" in err
+
+
+def test_folder_layout_with_class_weighted_loss(tmp_path):
+    import torch
+
+    from cadx.models.checkpoint import load_checkpoint
+    from cadx.tasks.isic2019.train import train_derm
+
+    from .derm_data import make_class_folders
+
+    root = make_class_folders(tmp_path / "f", n_per_class=4, size_px=32, classes=("MEL", "NV", "BCC"))
+    cfg = DermTrainConfig(data_dir=str(root), out_dir=str(tmp_path / "o"), classes="NV,MEL", model="resnet10t",
+                          pretrained=False, image_size=16, batch_size=4, warmup_steps=2, finetune_steps=0,
+                          eval_every=2, val_fraction=0.25, balance="loss_weights", num_workers=0, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, meta = load_checkpoint(train_derm(cfg, show_progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    assert meta["model"]["class_names"] == ["NV", "MEL"]
+    assert meta["metrics"]["train_counts"] == {"NV": 3, "MEL": 3} and meta["metrics"]["step"] == 2
+
+
+def test_unreadable_training_image_is_named_before_training(tmp_path):
+    from cadx.errors import CadxError
+    from cadx.tasks.isic2019.train import train_derm
+
+    from .derm_data import make_class_folders
+
+    root = make_class_folders(tmp_path / "f", n_per_class=3, size_px=16)
+    (root / "NV" / "img_1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    cfg = DermTrainConfig(data_dir=str(root), out_dir=str(tmp_path / "o"), classes="all", model="resnet10t",
+                          pretrained=False, image_size=16, num_workers=0, device="cpu")
+    with pytest.raises(CadxError, match=r"NV/img_1.png: "):
+        train_derm(cfg, show_progress=False)
+    assert not (tmp_path / "o" / "last.pt").exists()
