@@ -1,8 +1,10 @@
-"""``cadx predict slides``: a checkpoint over whole slides -> heatmaps, detections, slide scores."""
+"""``cadx predict slides`` (whole slides -> heatmaps, detections, slide scores) and ``cadx predict derm``
+(dermoscopy images -> the ISIC submission CSV)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cadx.cli.common import add_mpp_override, fraction, positive_float, positive_int, print_json, report_failures
 from cadx.errors import CadxError
@@ -39,6 +41,31 @@ def _slides(args: argparse.Namespace) -> int:
     return report_failures(report.failures)
 
 
+def _derm(args: argparse.Namespace) -> int:
+    from cadx.inference.predictor import load_predictor
+    from cadx.io.atomic import ensure_not_input
+    from cadx.io.images import find_images
+    from cadx.tasks.isic2019.predict import PREDICTIONS_CSV, checkpoint_preprocess, predict_images
+
+    images = find_images(args.images)
+    if not images:
+        raise CadxError(f"no images found in {', '.join(args.images)}")
+    ensure_not_input(Path(args.out) / PREDICTIONS_CSV, *images)
+    predictor, meta = load_predictor(args.model, backend=args.backend)
+    checkpoint_preprocess(meta, args.model)  # not a dermoscopy model: one clear line before any work
+    report = predict_images(images, predictor, meta, args.out, batch_size=args.batch_size)
+    if args.json:
+        probs = {name: {c: round(float(v), 6) for c, v in zip(report.class_names, row, strict=True)}
+                 for name, row in zip(report.names, report.probs, strict=True)}
+        print_json({"predictions": str(report.csv_path), "classes": list(report.class_names),
+                    "temperature": report.temperature, "probabilities": probs,
+                    "failures": [[str(p), why] for p, why in report.failures]})
+    else:
+        print(f"predicted {len(report.names)} of {len(images)} images -> {report.csv_path} "
+              f"(columns image,{','.join(report.class_names)}; temperature {report.temperature:.3g})")
+    return report_failures(report.failures)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx predict ...``."""
     predict = sub.add_parser("predict", help="run a checkpoint")
@@ -63,3 +90,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "and these settings)")
     pr.add_argument("--json", action="store_true", help="print slide scores and failures as JSON")
     pr.set_defaults(func=_slides)
+
+    pd = ps.add_parser("derm", help="dermoscopy images -> predictions.csv in the ISIC submission layout")
+    pd.add_argument("images", nargs="+", help="image files and/or directories")
+    pd.add_argument("--model", required=True, help="cadx checkpoint (.pt) from `cadx train derm`")
+    pd.add_argument("--out", required=True, help="output folder (predictions.csv, predict.json)")
+    pd.add_argument("--batch-size", type=positive_int, default=32, help="images per model call")
+    pd.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                    help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+    pd.add_argument("--json", action="store_true", help="print probabilities and failures as JSON")
+    pd.set_defaults(func=_derm)

@@ -1,22 +1,39 @@
-"""``cadx train``: fine-tune a tile classifier from a validated YAML config."""
+"""``cadx train [TASK] --config``: fine-tune a model from a validated YAML config.
+
+``TASK`` is ``camelyon16`` (the default, so ``cadx train --config x.yaml`` trains the CAMELYON16
+tile classifier as before) or ``derm`` (ISIC 2019 dermoscopy).
+"""
 
 from __future__ import annotations
 
 import argparse
 
+#: task -> help text of its config class
+TASKS = {
+    "camelyon16": "tile classifier on a CAMELYON16-layout directory (cadx.tasks.camelyon16.train.TrainConfig)",
+    "derm": "dermoscopy classifier on an ISIC 2019 or folder-per-class directory "
+            "(cadx.tasks.isic2019.train.DermTrainConfig)",
+}
+
 
 def _train(args: argparse.Namespace) -> int:
-    from cadx.tasks.camelyon16.train import TrainConfig, train_tile_classifier
+    if args.task == "derm":
+        from cadx.tasks.isic2019.train import DermTrainConfig, train_derm
 
-    cfg = TrainConfig.from_yaml(args.config)  # validated before any work starts
-    path = train_tile_classifier(cfg)
+        path = train_derm(DermTrainConfig.from_yaml(args.config))  # validated before any work starts
+    else:
+        from cadx.tasks.camelyon16.train import TrainConfig, train_tile_classifier
+
+        path = train_tile_classifier(TrainConfig.from_yaml(args.config))
     print(f"best checkpoint: {path}")
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx train``."""
-    train = sub.add_parser("train", help="fine-tune a tile classifier on a CAMELYON16-layout directory")
-    train.add_argument("--config", required=True,
-                       help="YAML with the fields of cadx.tasks.camelyon16.train.TrainConfig")
+    train = sub.add_parser("train", help="fine-tune a model: camelyon16 tiles (default) or derm images",
+                           description="; ".join(f"{k}: {v}" for k, v in TASKS.items()))
+    train.add_argument("task", nargs="?", choices=sorted(TASKS), default="camelyon16",
+                       help="what to train (default: camelyon16)")
+    train.add_argument("--config", required=True, help="YAML with the fields of the task's config class")
     train.set_defaults(func=_train)

@@ -62,6 +62,35 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def csv_rows(path: str | Path, *, what: str = "CSV") -> Iterator[tuple[int, list[str]]]:
+    """``(row number, stripped cells)`` of each non-blank line of a CSV file; row 1 is the first line.
+
+    For readers of other tables (e.g. the ISIC ground truth): UTF-8 with an optional byte-order
+    mark, and the same errors as the readers here.
+
+    Raises
+    ------
+    InputFileError
+        No such file (``what`` names its kind), not UTF-8, or not readable as CSV.
+    """
+    return _rows(Path(path), what)
+
+
+def csv_number(path: str | Path, row: int, column: str, text: str) -> float:
+    """``text`` as a finite float, or an :class:`~cadx.errors.InputFileError` naming file, row and column.
+
+    Examples
+    --------
+    >>> csv_number("t.csv", 2, "MEL", "1.0")
+    1.0
+    >>> csv_number("t.csv", 2, "MEL", "yes")
+    Traceback (most recent call last):
+    ...
+    cadx.errors.InputFileError: t.csv: row 2, column MEL: 'yes' is not a number
+    """
+    return _number(Path(path), row, column, text)
+
+
 def read_detections_csv(path: str | Path) -> list[Detection]:
     """Read a ``prob,X,Y`` detections file (CAMELYON16 submission format).
 

@@ -134,3 +134,14 @@ def to_model_input(tiles: np.ndarray, mean: Sequence[float], std: Sequence[float
     m = np.asarray(mean, np.float32)[None, :, None, None]
     s = np.asarray(std, np.float32)[None, :, None, None]
     return np.ascontiguousarray((x - m) / s)
+
+
+@dataclass(frozen=True)
+class ImageAugment:
+    """Shim (helper D1 replaces it): a random dihedral symmetry, then colour jitter; ``(img, rng) -> img``."""
+
+    color: ColorJitter | None = ColorJitter(brightness=0.1, contrast=0.2, saturation=0.2, hue=0.02)
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        img = dihedral(img, int(rng.integers(8)))
+        return img if self.color is None else self.color(img, rng)

@@ -130,3 +130,31 @@ def load_yaml_config(path: str | Path, cls: type[T]) -> T:
         return TypeAdapter(cls).validate_python(raw, context={"source": str(path)})
     except ValidationError as exc:  # a class that does not derive from ValidatedConfig
         raise ConfigError(format_validation_error(str(path), exc, cls)) from None
+
+
+def check_weights_source(value: bool | str) -> bool | str:
+    """A ``pretrained`` value: ``true``, ``false``, ``hub`` or an existing weights file (for a field validator).
+
+    Raises
+    ------
+    ValueError
+        A path that is not a file (pydantic reports it as a ConfigError naming the key).
+    """
+    if isinstance(value, str) and value != "hub" and not Path(value).is_file():
+        raise ValueError(f"no such weights file: {value} (or use true, false or hub)")
+    return value
+
+
+def check_architecture(value: str) -> str:
+    """A ``model`` value timm knows (for a field validator).
+
+    Raises
+    ------
+    ValueError
+        Not a timm architecture name.
+    """
+    import timm
+
+    if not timm.is_model(value):
+        raise ValueError(f"timm has no architecture {value!r}")
+    return value

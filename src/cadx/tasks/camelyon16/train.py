@@ -27,8 +27,15 @@ from cadx.models.device import resolve_device
 from cadx.models.factory import create_model
 from cadx.preprocessing.augment import TileAugment
 from cadx.tasks.camelyon16.layout import Camelyon16Layout
-from cadx.training.config import CONFIG_DICT, ValidatedConfig, load_yaml_config
-from cadx.training.loop import RESUME_FILE, FitResult, Phase, fit, read_resume_file
+from cadx.training.config import (
+    CONFIG_DICT,
+    ValidatedConfig,
+    check_architecture,
+    check_weights_source,
+    load_yaml_config,
+)
+from cadx.training.loop import RESUME_FILE, FitResult, fit, read_resume_file
+from cadx.training.recipe import TqdmProgress, phases_for
 from cadx.wsi.tiling import find_slides, tile_cohort
 
 log = logging.getLogger(__name__)
@@ -116,18 +123,12 @@ class TrainConfig(ValidatedConfig):
     @field_validator("pretrained")
     @classmethod
     def _weights_file(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str) and value != "hub" and not Path(value).is_file():
-            raise ValueError(f"no such weights file: {value} (or use true, false or hub)")
-        return value
+        return check_weights_source(value)
 
     @field_validator("model")
     @classmethod
     def _known_architecture(cls, value: str) -> str:
-        import timm
-
-        if not timm.is_model(value):
-            raise ValueError(f"timm has no architecture {value!r}")
-        return value
+        return check_architecture(value)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -186,44 +187,6 @@ def ensure_coords(cfg: TrainConfig, out: Path, *, show_progress: bool = True) ->
                   if s not in failed and (coords_dir / f"{s.stem}.h5").exists())
 
 
-class TqdmProgress:
-    """A :func:`~cadx.training.loop.fit` ``on_step`` callback that draws a tqdm bar.
-
-    Parameters
-    ----------
-    monitor : str
-        Evaluation steps print a line with this metric, sensitivity and specificity.
-    disable : bool
-        No bar (the callback still accepts calls).
-    """
-
-    def __init__(self, *, monitor: str = "val_auc", disable: bool = False) -> None:
-        self.monitor = monitor
-        self.disable = disable
-        self._bar: Any = None
-
-    def __call__(self, step: int, total: int, metrics: dict[str, Any]) -> None:
-        from tqdm.auto import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(total=total, initial=step - 1, desc="training", unit="step", disable=self.disable)
-        self._bar.update(1)
-        self._bar.set_postfix(loss=f"{metrics['loss']:.3f}", phase=metrics["phase"])
-        if self.monitor in metrics:
-            nan = float("nan")
-            self.write(f"step {step:>4} [{metrics['phase']}] loss {metrics['loss']:.3f}  "
-                       f"{self.monitor} {metrics[self.monitor]:.3f}  sens {metrics.get('val_sensitivity', nan):.2f} "
-                       f"spec {metrics.get('val_specificity', nan):.2f}")
-
-    def write(self, line: str) -> None:
-        if self._bar is not None and not self.disable:
-            self._bar.write(line)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def _evaluate(model: Any, batches: list[tuple[Any, Any]], device: str) -> dict[str, Any]:
     """Tile-level validation metrics (the model is in eval mode, gradients off)."""
     import torch
@@ -248,14 +211,6 @@ def _val_positions(index: TileIndex, n: int, seed: int) -> np.ndarray:
         if len(pos):
             out.append(pos[rng.choice(len(pos), size=min(n // 2, len(pos)), replace=False)])
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
-
-
-def phases_for(cfg: TrainConfig) -> list[Phase]:
-    """The two phases: head-only warm-up (never stopped early), then fine-tuning of the last stages."""
-    return [Phase("warmup", cfg.warmup_steps, cfg.lr_head, trainable=0, weight_decay=cfg.weight_decay,
-                  stop_early=False),
-            Phase("finetune", cfg.finetune_steps, cfg.lr, trainable=cfg.trainable_blocks,
-                  weight_decay=cfg.weight_decay)]
 
 
 def train_tile_classifier(cfg: TrainConfig, *, show_progress: bool = True) -> Path:
@@ -311,7 +266,8 @@ def train_tile_classifier(cfg: TrainConfig, *, show_progress: bool = True) -> Pa
     val_pos = [tuple(p) for p in _val_positions(val_idx, cfg.val_tiles, cfg.seed)]
     val_batches = list(DataLoader(val_ds, batch_size=64, sampler=val_pos, num_workers=0))
 
-    progress = TqdmProgress(disable=not show_progress)
+    progress = TqdmProgress(monitor="val_auc", details={"sens": "val_sensitivity", "spec": "val_specificity"},
+                            disable=not show_progress)
     try:
         result: FitResult = fit(
             model, phases_for(cfg), loss_fn=torch.nn.CrossEntropyLoss(), batches=batches,
