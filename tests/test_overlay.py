@@ -117,3 +117,35 @@ def test_plots_write_pngs_without_switching_the_backend(tmp_path):
         matplotlib.use(before)
     assert Image.open(roc).size == (462, 462) and Image.open(froc).size == (550, 462)
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_known_answer_overlay_map_colours_each_pixel_by_its_value():
+    import matplotlib
+
+    from cadx.viz.overlay import overlay_map
+
+    img = np.full((2, 3, 3), 200, np.uint8)
+    values = np.array([[0.0, 0.5, 1.0], [np.nan, 2.0, -1.0]])
+    out = overlay_map(img, values, alpha=0.25)
+    viridis = matplotlib.colormaps["viridis"]
+    for (r, c), v in {(0, 0): 0.0, (0, 1): 0.5, (0, 2): 1.0, (1, 1): 1.0, (1, 2): 0.0}.items():
+        expected = (0.75 * 200 / 255 + 0.25 * np.array(viridis(v)[:3])) * 255
+        np.testing.assert_allclose(out[r, c], expected, atol=0.51)
+    assert out[1, 0].tolist() == [200, 200, 200]  # NaN: untouched
+
+
+def test_overlay_map_resizes_a_smaller_map_to_the_image():
+    from cadx.viz.overlay import overlay_map
+
+    values = np.zeros((2, 2))
+    values[0, 0] = 1.0
+    out = overlay_map(np.zeros((8, 8, 3), np.uint8), values, alpha=1.0)
+    assert out.shape == (8, 8, 3)
+    # viridis' yellow (1.0) in the top-left corner, dark purple (0.0) in the bottom-right one, a
+    # bilinear ramp between: green rises monotonically along the diagonal.
+    green = out[np.arange(8), np.arange(8), 1].astype(int)
+    assert green[0] == 231 and green[-1] == 1
+    assert (np.diff(green) <= 0).all() and len(set(green.tolist())) > 3
+    nan_map = np.array([[np.nan, 1.0], [1.0, 1.0]])
+    out = overlay_map(np.zeros((4, 4, 3), np.uint8), nan_map)
+    assert (out[:2, :2] == 0).all() and (out[2:, 2:] > 0).any()  # nearest: the NaN quarter stays clear
