@@ -79,9 +79,16 @@ def read_rgb(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
     ...
     cadx.errors.InputFileError: ...grey.png: a 3x2 px image is more than the 5 px cadx decodes whole...
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    # Register exactly the plugins of _FORMATS (Pillow loads TIFF lazily).
-    from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin  # noqa: F401
+    # The plugins of _FORMATS are imported to register them (Pillow loads TIFF lazily).
+    from PIL import (  # noqa: F401
+        BmpImagePlugin,
+        Image,
+        ImageOps,
+        JpegImagePlugin,
+        PngImagePlugin,
+        TiffImagePlugin,
+        UnidentifiedImageError,
+    )
 
     path = require_regular_file(path)
     limit = int(max_pixels) if max_pixels is not None else input_limits().max_image_px

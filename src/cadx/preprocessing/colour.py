@@ -53,7 +53,8 @@ def shades_of_gray(img: np.ndarray, *, p: float = 6) -> np.ndarray:
     """Remove the colour cast of the light: divide each channel by the :func:`estimate_illuminant`.
 
     The gains are ``1 / (sqrt(3) * e_c)`` for the unit-length illuminant ``e``, so a grey light
-    (equal channels) leaves the image unchanged; values are rounded and clipped to 0-255. A black image is returned unchanged.
+    (equal channels) leaves the image unchanged; values are rounded and clipped to 0-255. A black
+    image is returned unchanged.
 
     Parameters
     ----------

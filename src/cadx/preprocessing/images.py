@@ -202,7 +202,9 @@ class ImagePreprocess:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"image preprocessing: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"image preprocessing: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         values = dict(d)
         if "p" in values:
             try:
