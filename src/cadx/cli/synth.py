@@ -19,6 +19,18 @@ def _slides(args: argparse.Namespace) -> int:
     return 0
 
 
+def _derm(args: argparse.Namespace) -> int:
+    from cadx.synth.derm import GROUND_TRUTH_CSV, SYNTH_CLASSES, generate_derm
+
+    records = generate_derm(args.out, n=args.n, seed=args.seed, classes=args.classes.split(","), size_px=args.size,
+                            revisit_fraction=args.revisit_fraction, atypical_fraction=args.atypical_fraction)
+    lesions = len({r.lesion_id for r in records})
+    counts = ", ".join(f"{c} {n}" for c in SYNTH_CLASSES if (n := sum(r.diagnosis == c for r in records)))
+    print(f"wrote {len(records)} images of {lesions} lesions ({counts}) to {args.out} (seed {args.seed}); "
+          f"labels {Path(args.out) / GROUND_TRUTH_CSV}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx synth ...``."""
     synth = sub.add_parser("synth", help="synthetic data with known ground truth")
@@ -35,3 +47,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sl.add_argument("--no-artefacts", action="store_true", help="no pen marks, borders or blur")
     sl.add_argument("--workers", type=positive_int, default=2, help="render threads")
     sl.set_defaults(func=_slides)
+    de = sy.add_parser("derm", help="ISIC 2019-layout dermoscopy images (MEL, NV, BCC) with ground truth and metadata")
+    de.add_argument("--out", required=True)
+    de.add_argument("--n", type=positive_int, default=100, help="images (some lesions are photographed twice)")
+    de.add_argument("--seed", type=non_negative_int, default=0)
+    de.add_argument("--classes", default="MEL,NV,BCC", help="comma-separated subset of MEL,NV,BCC")
+    de.add_argument("--size", type=_at_least_64, default=320, help="picture width in px (4:3 or square)")
+    de.add_argument("--revisit-fraction", type=fraction, default=0.2, help="fraction of lesions photographed twice")
+    de.add_argument("--atypical-fraction", type=fraction, default=0.2,
+                    help="fraction of naevi and of melanomas drawn alike (atypical naevi, early melanomas)")
+    de.set_defaults(func=_derm)
+
+
+def _at_least_64(text: str) -> int:
+    value = positive_int(text)
+    if value < 64:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 64, got {text!r}")
+    return value

@@ -1,4 +1,4 @@
-"""Tile augmentation and normalisation in numpy (the seed's recipe).
+"""Tile and photograph augmentation and normalisation in numpy.
 
 Tiles are ``(H, W, 3)`` uint8 RGB (or ``(H, W, 6)``: a tile and its context tile). Geometric: the 8
 flips/rotations of the square (dihedral group). Colour: brightness, contrast, saturation and hue
@@ -6,6 +6,10 @@ jitter, as Liu et al. (2017) use for stain variation. Translation jitter is appl
 read (see ``cadx.datasets.tiles``). Transforms are plain callables: configured in ``__init__``,
 applied by ``transform(tile, rng)`` with an explicit :class:`numpy.random.Generator`, so the caller
 decides where the randomness comes from (and can make it reproducible).
+
+Photographs (dermoscopy) have no fixed scale or orientation either: :class:`ImageAugment` adds a
+random scale crop (resized back to the input's shape) to the symmetries and a milder colour jitter
+(colour is diagnostic in dermoscopy).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from cadx.preprocessing.images import resize
 
 
 def dihedral(tile: np.ndarray, k: int) -> np.ndarray:
@@ -104,6 +110,81 @@ class TileAugment:
         return np.concatenate(groups, axis=2)
 
 
+def random_scale_crop(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    scale: tuple[float, float] = (0.6, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
+    """A random crop of ``scale`` times the area and ``ratio`` width/height, resized to the input's shape.
+
+    The crop's area fraction is drawn uniformly from ``scale``, its aspect ratio log-uniformly
+    from ``ratio`` (clipped to fit), its position uniformly (torchvision's RandomResizedCrop).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((20, 30, 3), np.uint8)
+    >>> random_scale_crop(img, np.random.default_rng(0)).shape
+    (20, 30, 3)
+    """
+    h, w = img.shape[:2]
+    area = rng.uniform(*scale) * h * w
+    aspect = float(np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]))))
+    cw = int(np.clip(round(np.sqrt(area * aspect)), 1, w))
+    ch = int(np.clip(round(np.sqrt(area / aspect)), 1, h))
+    r0 = int(rng.integers(0, h - ch + 1))
+    c0 = int(rng.integers(0, w - cw + 1))
+    return resize(img[r0:r0 + ch, c0:c0 + cw], (h, w))
+
+
+@dataclass(frozen=True)
+class ImageAugment:
+    """Training augmentation for photographs: random scale crop, flip/rotation, colour jitter.
+
+    The output has the input's shape and dtype. Square images get one of the 8 symmetries of the
+    square (:func:`dihedral`); others one of the 4 that keep the shape (identity, half turn, the
+    two flips).
+
+    Parameters
+    ----------
+    scale : tuple of float, optional
+        Area fraction range of :func:`random_scale_crop`; ``None``: no crop.
+    ratio : tuple of float
+        Aspect-ratio range of the crop.
+    symmetries : bool
+        Apply a random flip/rotation.
+    color : ColorJitter, optional
+        ``None``: no colour change. The default is milder than :class:`ColorJitter`'s (built for
+        stain variation): colour carries the diagnosis in dermoscopy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    >>> aug = ImageAugment()
+    >>> a = aug(img, np.random.default_rng(1))
+    >>> a.shape, a.dtype, np.array_equal(a, aug(img, np.random.default_rng(1)))
+    ((16, 16, 3), dtype('uint8'), True)
+    """
+
+    scale: tuple[float, float] | None = (0.6, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    symmetries: bool = True
+    color: ColorJitter | None = ColorJitter(brightness=0.1, contrast=0.2, saturation=0.2, hue=0.02)
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.scale is not None:
+            img = random_scale_crop(img, rng, scale=self.scale, ratio=self.ratio)
+        if self.symmetries:
+            square = img.shape[0] == img.shape[1]
+            img = dihedral(img, int(rng.integers(8)) if square else 2 * int(rng.integers(4)))
+        if self.color is not None:
+            img = self.color(img, rng)
+        return img
+
+
 def _rotate_hue(x: np.ndarray, angle: float) -> np.ndarray:
     """Rotate colours about the grey axis (a linear hue shift in RGB)."""
     c, s = np.cos(angle), np.sin(angle)
@@ -135,13 +216,3 @@ def to_model_input(tiles: np.ndarray, mean: Sequence[float], std: Sequence[float
     s = np.asarray(std, np.float32)[None, :, None, None]
     return np.ascontiguousarray((x - m) / s)
 
-
-@dataclass(frozen=True)
-class ImageAugment:
-    """Shim (helper D1 replaces it): a random dihedral symmetry, then colour jitter; ``(img, rng) -> img``."""
-
-    color: ColorJitter | None = ColorJitter(brightness=0.1, contrast=0.2, saturation=0.2, hue=0.02)
-
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        img = dihedral(img, int(rng.integers(8)))
-        return img if self.color is None else self.color(img, rng)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cadx.preprocessing.colour import rgb_to_hsv
+
 #: Closing radii up to this many pixels use scipy's binary closing with a disk; larger ones the
 #: exact Euclidean distance transform (same pixels, time and memory independent of the radius).
 _EDT_CLOSING_MIN_RADIUS_PX = 4
@@ -105,7 +107,7 @@ def tissue_mask(
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {rgb.shape}")
     if not mpp > 0:
         raise ValueError(f"mpp must be positive, got {mpp}")
-    hue, sat, val = _hsv(rgb[:, :, :3])
+    hue, sat, val = np.moveaxis(rgb_to_hsv(rgb[:, :, :3]), -1, 0)
     longest = max(rgb.shape[:2])
     median_size_px = min(int(median_size_px), longest)
     if median_size_px > 1:
@@ -188,18 +190,3 @@ def binary_close_disk(mask: np.ndarray, radius_px: int) -> np.ndarray:
         dilated = ndi.distance_transform_edt(~padded) <= r
         closed = ndi.distance_transform_edt(dilated) > r
     return closed[r:-r, r:-r]
-
-
-def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue, saturation, value in [0, 1] (float32), as HSV defines them."""
-    r8, g8, b8 = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
-    mx8 = np.maximum(np.maximum(r8, g8), b8)
-    mn8 = np.minimum(np.minimum(r8, g8), b8)
-    r, g, b = (c.astype(np.float32) / 255.0 for c in (r8, g8, b8))
-    mx, mn = mx8.astype(np.float32) / 255.0, mn8.astype(np.float32) / 255.0
-    delta = mx - mn
-    sat = np.where(mx > 0, delta / np.maximum(mx, 1e-12), 0).astype(np.float32)
-    d = np.maximum(delta, 1e-12)
-    hue = np.where(mx == r, ((g - b) / d) % 6, np.where(mx == g, (b - r) / d + 2, (r - g) / d + 4)) / 6.0
-    hue = np.where(delta > 0, hue, 0).astype(np.float32)
-    return hue, sat, mx
