@@ -81,7 +81,8 @@ def test_checkpoint_records_classes_preprocessing_and_temperature(trained):
     _, meta = load_checkpoint(run / "model.pt")
     assert meta["model"]["class_names"] == CLASSES and meta["model"]["activation"] == "softmax"
     assert meta["model"]["input_size"] == 32
-    assert meta["preprocess"] == {"size_px": 32, "colour_constancy": True, "crop_border": True}
+    assert meta["preprocess"] == {"size_px": 32, "colour_constancy": True, "crop_border": True, "p": 6.0,
+                                  "border_threshold": 30}
     t = meta["calibration"]["temperature"]
     assert isinstance(t, float) and t > 0 and meta["metrics"]["temperature"] == t
     assert meta["metrics"]["val_nll_calibrated"] <= meta["metrics"]["val_nll"] + 1e-9
@@ -159,7 +160,7 @@ def test_cli_predict_derm_user_errors(trained, tmp_path, capsys):
     (tmp_path / "none").mkdir()
     assert main(["predict", "derm", str(tmp_path / "none"), "--model", str(run / "model.pt"),
                  "--out", str(tmp_path / "o")]) == 2
-    assert "no images found" in capsys.readouterr().err
+    assert "none: folder holds no image" in capsys.readouterr().err
     tile_model = save_checkpoint(tmp_path / "tile.pt", create_model("resnet10t", num_classes=2, input_size=32),
                                  tile={"mpp": 1.0, "size_px": 32})
     assert main(["predict", "derm", str(data / "ISIC_2019_Training_Input"), "--model", str(tile_model),
