@@ -155,11 +155,10 @@ def explain_images(paths: Sequence[str | Path], model: Any, meta: dict[str, Any]
         cannot be explained (see :func:`image_preprocess`).
     """
     import torch
-    from PIL import Image
 
     from cadx.inference.predictor import TorchPredictor, model_input
-    from cadx.io.atomic import atomic_path, ensure_not_input
-    from cadx.io.images import read_rgb
+    from cadx.io.atomic import ensure_not_input
+    from cadx.io.images import read_rgb, write_png
     from cadx.parallel.jobs import map_jobs
     from cadx.viz.overlay import overlay_map
 
@@ -185,8 +184,7 @@ def explain_images(paths: Sequence[str | Path], model: Any, meta: dict[str, Any]
         t = int(np.argmax(scores)) if target is None else int(target)
         x = torch.from_numpy(model_input(img, config)).to(predictor.device)
         cam = class_activation_maps(predictor.model, x, method=method, targets=[t])[0]
-        with atomic_path(outputs[path]) as tmp:
-            Image.fromarray(overlay_map(img[0], cam)).save(tmp, format="PNG")
+        write_png(outputs[path], overlay_map(img[0], cam))
         top = [(labels[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")[:top_k]]
         log.info("%s: %s -> %s", path, top, outputs[path])
         return Explanation(path, outputs[path], t, labels[t], top)

@@ -16,6 +16,7 @@ import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -199,3 +200,29 @@ def find_images(inputs: str | os.PathLike | Iterable[str | os.PathLike], *, recu
                 seen.add(p)
                 found.append(p)
     return found
+
+
+def write_png(path: str | Path, image: np.ndarray, *, pnginfo: Any = None) -> Path:
+    """Write a uint8 image (``(H, W)`` or ``(H, W, 3|4)``) as PNG, atomically; returns ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+    image : ndarray of uint8
+    pnginfo : PIL.PngImagePlugin.PngInfo, optional
+        Text chunks to store (e.g. the resolution a mask was made at).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = write_png(pathlib.Path(tempfile.mkdtemp()) / "a.png", np.zeros((2, 3, 3), np.uint8))
+    >>> read_rgb(p).shape
+    (2, 3, 3)
+    """
+    from PIL import Image
+
+    from cadx.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG", pnginfo=pnginfo)
+    return Path(path)

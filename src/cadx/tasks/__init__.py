@@ -11,4 +11,5 @@ from __future__ import annotations
 #: name -> (title, module with ``run_demo(out_dir, **options) -> dict``)
 TASKS: dict[str, tuple[str, str]] = {
     "camelyon16": ("CAMELYON16: lymph-node metastases on whole slides", "cadx.tasks.camelyon16.demo"),
+    "derm": ("ISIC 2019 dermoscopy: melanoma, naevus, basal cell carcinoma", "cadx.tasks.isic2019.demo"),
 }

@@ -11,19 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cadx.io.atomic import atomic_path
 from cadx.io.h5 import ScoreGrid
+from cadx.io.images import write_png
 from cadx.io.slide import SlideReader
 from cadx.preprocessing.tissue import TissueMask
 from cadx.viz.overlay import DEFAULT_CMAP, draw_boxes, draw_outlines, overlay_grid, overlay_mask, thumbnail_scale
 
-
-def _write_png(path: str | Path, image: np.ndarray, pnginfo=None) -> Path:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG", pnginfo=pnginfo)
-    return Path(path)
+_write_png = write_png
 
 
 def write_mask_preview(path: str | Path, slide: SlideReader, tissue: TissueMask, *, max_size_px: int = 1024) -> Path:
