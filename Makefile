@@ -17,9 +17,9 @@ $(PY):
 
 venv: $(PY)
 
-# The demo runs inference through ONNX Runtime: the `onnx` extra.
+# The demo runs inference through ONNX Runtime (the `onnx` extra) and Grad-CAM (the `explain` extra).
 install: $(PY)
-	$(PIP_INSTALL) -e '.[onnx]'
+	$(PIP_INSTALL) -e '.[onnx,explain]'
 
 install-dev: $(PY)
 	$(PIP_INSTALL) -e '.[dev]'

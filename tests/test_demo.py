@@ -11,7 +11,9 @@ def test_demo_all_small(tmp_path):
     from cadx.tasks.demo import run_demos
 
     options = {"camelyon16": {"seed": 5, "size_px": 4096, "n_train": 2, "n_test": 4, "tumor_contrast": 0.6,
-                              "warmup_steps": 2, "finetune_steps": 2}}
+                              "warmup_steps": 2, "finetune_steps": 2},
+               "derm": {"seed": 5, "n_train": 48, "n_test": 24, "image_size": 64, "warmup_steps": 3,
+                        "finetune_steps": 3, "explain_images": 4, "gallery_size": 2}}
     result = run_demos(tmp_path, "all", options=options)
     assert result["failed"] == []
     task = tmp_path / "camelyon16"
@@ -34,4 +36,17 @@ def test_demo_all_small(tmp_path):
 
     index = (tmp_path / "index.html").read_text()
     assert 'href="camelyon16/report.html"' in index and f"slide AUC {metrics['slide_auc']:.3f}" in index
-    assert json.loads((tmp_path / "index.json").read_text())["tasks"][0]["error"] is None
+    assert [t["error"] for t in json.loads((tmp_path / "index.json").read_text())["tasks"]] == [None, None]
+
+    derm = tmp_path / "derm"
+    d_metrics = json.loads((derm / "metrics.json").read_text())
+    d_summary = json.loads((derm / "summary.json").read_text())
+    assert d_metrics["images"] == 24 and d_summary["balanced_accuracy"] == d_metrics["balanced_accuracy"]
+    # every held-out image is of a lesion the training set never saw
+    train_csv = (derm / "data_train" / "ISIC_2019_Training_Metadata.csv").read_text().splitlines()[1:]
+    test_csv = (derm / "data_test" / "ISIC_2019_Training_Metadata.csv").read_text().splitlines()[1:]
+    assert not {r.split(",")[3] for r in train_csv} & {r.split(",")[3] for r in test_csv}
+    assert [f["method"] for f in d_summary["faithfulness"]] == ["gradcam", "gradcam++", "eigencam"]
+    d_page = (derm / "report.html").read_text()
+    assert f"{d_metrics['balanced_accuracy']:.3f}" in d_page and 'href="derm/report.html"' in index
+    assert len(list((derm / "gallery").glob("*.png"))) >= 2

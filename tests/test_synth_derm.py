@@ -145,3 +145,13 @@ def test_cli_synth_derm(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "wrote 4 images" in out and "MEL 2, NV 2" in out
     assert len(_rows(tmp_path / GROUND_TRUTH_CSV)) == 5
+
+
+def test_first_id_gives_disjoint_images_and_lesions(tmp_path):
+    from cadx.synth.derm import generate_derm
+
+    a = generate_derm(tmp_path / "a", n=6, seed=3, size_px=96)
+    b = generate_derm(tmp_path / "b", n=6, seed=4, size_px=96, first_id=6)
+    assert [r.image for r in b] == [f"ISIC_{k:07d}" for k in range(6, 12)]
+    assert not {r.lesion_id for r in a} & {r.lesion_id for r in b}
+    assert {r.lesion_id for r in a} <= {f"HAM_{k:07d}" for k in range(6)}

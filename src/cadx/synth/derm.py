@@ -124,6 +124,7 @@ def generate_derm(
     size_px: int = 320,
     revisit_fraction: float = 0.2,
     atypical_fraction: float = 0.2,
+    first_id: int = 0,
 ) -> list[DermRecord]:
     """Write ``n`` synthetic dermoscopy photographs and the two ISIC 2019 CSV files.
 
@@ -145,6 +146,9 @@ def generate_derm(
     atypical_fraction : float
         0..1: fraction of naevi drawn atypical and of melanomas drawn lightly pigmented (the cases
         that make the task hard).
+    first_id : int
+        Image and lesion numbers start here (``ISIC_<first_id + k>``, ``HAM_<first_id + k>``), so
+        two generated sets can hold different lesions (a held-out test set).
 
     Returns
     -------
@@ -167,6 +171,8 @@ def generate_derm(
     """
     classes = _check_options(n=n, seed=seed, classes=classes, size_px=size_px, revisit_fraction=revisit_fraction,
                              atypical_fraction=atypical_fraction)
+    if not 0 <= int(first_id) <= 10**7 - n:
+        raise ConfigError(f"first_id: expected 0..{10**7 - n} (7-digit ids), got {first_id}")
     out = Path(out_dir)
     master = np.random.default_rng((seed, 0))
     n_lesions = min(n, max(1, math.ceil(n / (1 + revisit_fraction))))
@@ -183,7 +189,7 @@ def generate_derm(
     for number, k in enumerate(order):
         index, view_index = shots[k]
         lesion = lesions[index]
-        image = f"ISIC_{number:07d}"
+        image = f"ISIC_{first_id + number:07d}"
         view_rng = np.random.default_rng((seed, 2, index, view_index))
         view = _plan_view(lesion, view_rng, size_px=size_px, first=view_index == 0)
         if index not in layers:
@@ -197,7 +203,7 @@ def generate_derm(
         path = out / IMAGE_DIR / f"{image}.jpg"
         _write_jpeg(path, pixels, quality=int(view_rng.integers(85, 96)))
         records.append(DermRecord(
-            image=image, diagnosis=lesion.diagnosis, lesion_id=f"HAM_{int(lesion_ids[index]):07d}",
+            image=image, diagnosis=lesion.diagnosis, lesion_id=f"HAM_{first_id + int(lesion_ids[index]):07d}",
             view=view_index, path=path, variant=lesion.variant, look=lesion.look, strength=round(lesion.strength, 4),
             age_approx=lesion.age_approx, anatom_site_general=lesion.site, sex=lesion.sex,
         ))

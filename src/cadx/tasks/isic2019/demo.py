@@ -77,7 +77,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 360, n_tes
     class_list = tuple(c.strip() for c in classes.split(","))
     train_data, test_data = out / "data_train", out / "data_test"
     _generate_once(generate_derm, train_data, n=n_train, seed=seed, classes=class_list)
-    _generate_once(generate_derm, test_data, n=n_test, seed=seed + 1, classes=class_list)
+    _generate_once(generate_derm, test_data, n=n_test, seed=seed + 1, classes=class_list, first_id=n_train)
     meta_csv = "ISIC_2019_Training_Metadata.csv"
     shared = set(read_lesion_ids(train_data / meta_csv).values()) & set(read_lesion_ids(test_data / meta_csv).values())
     if shared:
@@ -104,8 +104,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 360, n_tes
     t = time.perf_counter()
     print("[4/5] scoring: balanced accuracy, per-class metrics, ROC, calibration")
     metrics = evaluate_derm(report.csv_path, test_data, out_dir=out)
-    names, columns, onehot = read_ground_truth(test_data / "ISIC_2019_Training_GroundTruth.csv")
-    truth = dict(zip(names, np.asarray(onehot).argmax(axis=1).tolist(), strict=True))
+    names, columns, labels = read_ground_truth(test_data / "ISIC_2019_Training_GroundTruth.csv")
+    truth = dict(zip(names, np.asarray(labels).tolist(), strict=True))
     class_names = list(report.class_names)
     y = np.array([class_names.index(columns[truth[n]]) for n in report.names])
     lesions = read_lesion_ids(test_data / meta_csv)
