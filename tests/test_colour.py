@@ -73,3 +73,21 @@ def test_rgb_to_hsv_matches_skimage():
     assert ours.dtype == np.float32 and ours.shape == rgb.shape
     np.testing.assert_allclose(ours, rgb2hsv(rgb), atol=1e-6)
     np.testing.assert_allclose(rgb_to_hsv(rgb[3]), rgb2hsv(rgb[3][None])[0], atol=1e-6)  # any leading shape
+
+
+def test_uint8_fast_path_equals_powering_every_pixel():
+    import numpy as np
+
+    from cadx.preprocessing.colour import estimate_illuminant, shades_of_gray
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    img[..., 2] //= 3  # a cast
+    x = img.reshape(-1, 3).astype(np.float64)
+    peak = x.max(axis=0)
+    oracle = peak * np.mean((x / peak) ** 6, axis=0) ** (1 / 6)
+    assert np.allclose(estimate_illuminant(img, p=6), oracle, rtol=1e-12)
+    assert np.allclose(estimate_illuminant(img.astype(np.float64), p=6), oracle, rtol=1e-12)
+    gain = (np.sqrt((oracle**2).sum()) / (np.sqrt(3.0) * oracle)).astype(np.float32)
+    expected = np.clip(np.rint(img.astype(np.float32) * gain), 0, 255).astype(np.uint8)
+    assert np.array_equal(shades_of_gray(img, p=6), expected)
