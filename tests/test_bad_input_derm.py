@@ -213,6 +213,16 @@ def test_predict_with_a_camelyon_tile_checkpoint(work: Path, models, capsys):
     assert not (work / "p").exists()
 
 
+def test_predict_with_a_broken_preprocessing_record(work: Path, models, capsys):
+    import torch
+
+    payload = torch.load(models["derm"], weights_only=True)
+    payload["preprocess"]["size_px"] = "large"
+    torch.save(payload, work / "broken.pt")
+    assert_user_error(*predict(capsys, Path("broken.pt"), "images/good_0.jpg"), "broken.pt",
+                      r"^invalid preprocessing record: image preprocessing: size_px must be an integer, got 'large'$")
+
+
 def test_predict_refuses_a_pickle_checkpoint(work: Path, capsys):
     planted_torch_pickle(work / "evil.pt", work / "payload-ran")
     assert_user_error(*predict(capsys, Path("evil.pt"), "images/good_0.jpg"), "evil.pt",

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cadx.errors import CheckpointError, OutputPathError
+from cadx.errors import CheckpointError, ConfigError, OutputPathError
 from cadx.inference.predictor import Predictor
 from cadx.io.atomic import atomic_path, ensure_not_input, prepare_output_folder
 from cadx.io.images import read_rgb
@@ -91,13 +91,16 @@ def checkpoint_preprocess(meta: dict[str, Any], checkpoint: str | Path = "checkp
     Raises
     ------
     CheckpointError
-        The checkpoint records no ``preprocess`` (not a dermoscopy model).
+        The checkpoint records no ``preprocess`` (not a dermoscopy model), or an invalid one.
     """
     raw = meta.get("preprocess")
     if not isinstance(raw, dict):
         raise CheckpointError(checkpoint, "records no image preprocessing: not a dermoscopy model "
                               "(train one with `cadx train derm`)")
-    return ImagePreprocess.from_dict(raw)
+    try:
+        return ImagePreprocess.from_dict(raw)
+    except ConfigError as exc:
+        raise CheckpointError(checkpoint, f"invalid preprocessing record: {exc}") from None
 
 
 def check_outputs(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
