@@ -80,12 +80,29 @@ def add_mpp_override(parser: argparse.ArgumentParser, *, legacy_mpp: bool = Fals
 
 
 def report_failures(failures: Sequence[tuple[Any, str]]) -> int:
-    """List the inputs a batch command skipped on stderr; exit status 1 if any, else 0."""
+    """List the inputs a batch command skipped on stderr; exit status 1 if any, else 0.
+
+    Each line names the input once: a message that already starts with it (an
+    :class:`~cadx.errors.InputFileError` about the input itself) is not prefixed again.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     report_failures([("a.jpg", "a.jpg: is empty"), ("b.tif", "b.xml: bad vertex")])
+    1
+    >>> print(err.getvalue(), end="")
+    2 failed:
+      a.jpg: is empty
+      b.tif: b.xml: bad vertex
+    """
     if not failures:
         return 0
     print(f"{len(failures)} failed:", file=sys.stderr)
     for item, why in failures:
-        print(f"  {item}: {why}", file=sys.stderr)
+        name = str(item)
+        print(f"  {why}" if why.startswith(f"{name}: ") else f"  {name}: {why}", file=sys.stderr)
     return 1
 
 

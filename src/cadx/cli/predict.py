@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from cadx.cli.common import add_mpp_override, fraction, positive_float, positive_int, print_json, report_failures
 from cadx.errors import CadxError
@@ -43,16 +42,17 @@ def _slides(args: argparse.Namespace) -> int:
 
 def _derm(args: argparse.Namespace) -> int:
     from cadx.inference.predictor import load_predictor
-    from cadx.io.atomic import ensure_not_input
     from cadx.io.images import find_images
-    from cadx.tasks.isic2019.predict import PREDICTIONS_CSV, checkpoint_preprocess, predict_images
+    from cadx.models.checkpoint import read_checkpoint
+    from cadx.tasks.isic2019.predict import check_outputs, checkpoint_preprocess, predict_images
 
     images = find_images(args.images)
     if not images:
         raise CadxError(f"no images found in {', '.join(args.images)}")
-    ensure_not_input(Path(args.out) / PREDICTIONS_CSV, *images)
+    check_outputs(images, args.out)
+    # Not a dermoscopy model: one clear line before any work (load_predictor may export ONNX beside it).
+    checkpoint_preprocess(read_checkpoint(args.model), args.model)
     predictor, meta = load_predictor(args.model, backend=args.backend)
-    checkpoint_preprocess(meta, args.model)  # not a dermoscopy model: one clear line before any work
     report = predict_images(images, predictor, meta, args.out, batch_size=args.batch_size)
     if args.json:
         probs = {name: {c: round(float(v), 6) for c, v in zip(report.class_names, row, strict=True)}

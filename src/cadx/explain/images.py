@@ -151,13 +151,13 @@ def explain_images(paths: Sequence[str | Path], model: Any, meta: dict[str, Any]
     Raises
     ------
     CadxError
-        Two inputs would write the same overlay, an overlay would replace an input, or the model
-        cannot be explained (see :func:`image_preprocess`).
+        Two inputs would write the same overlay, an overlay would replace an input, ``out_dir`` is a
+        file or cannot be created, or the model cannot be explained (see :func:`image_preprocess`).
     """
     import torch
 
     from cadx.inference.predictor import TorchPredictor, model_input
-    from cadx.io.atomic import ensure_not_input
+    from cadx.io.atomic import ensure_not_input, prepare_output_folder
     from cadx.io.images import read_rgb, write_png
     from cadx.parallel.jobs import map_jobs
     from cadx.viz.overlay import overlay_map
@@ -174,6 +174,7 @@ def explain_images(paths: Sequence[str | Path], model: Any, meta: dict[str, Any]
         seen[out] = p
         ensure_not_input(out, p)
     prepare = image_preprocess(meta)
+    prepare_output_folder(out_dir)  # a folder that is a file fails the command once, not each image
     predictor = TorchPredictor(model, device=device)
     config = predictor.config
     labels = class_labels(config)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cadx.errors import ConfigError
-from cadx.io.atomic import atomic_path
+from cadx.io.atomic import atomic_path, prepare_output_folder
 from cadx.synth.derm_render import SPAN, LesionLayer, View, draw_lesion, render_view
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,8 @@ def generate_derm(
     ------
     ConfigError
         A class that cannot be drawn, or an option out of range.
+    OutputPathError
+        ``out_dir`` is a file or cannot be created.
 
     Examples
     --------
@@ -173,7 +175,7 @@ def generate_derm(
                              atypical_fraction=atypical_fraction)
     if not 0 <= int(first_id) <= 10**7 - n:
         raise ConfigError(f"first_id: expected 0..{10**7 - n} (7-digit ids), got {first_id}")
-    out = Path(out_dir)
+    out = prepare_output_folder(out_dir)
     master = np.random.default_rng((seed, 0))
     n_lesions = min(n, max(1, math.ceil(n / (1 + revisit_fraction))))
     labels = master.permutation(np.resize(np.array(classes), n_lesions))

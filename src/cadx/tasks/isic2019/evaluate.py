@@ -3,7 +3,8 @@
 Predictions: an ISIC submission CSV (what ``cadx predict derm`` writes as ``predictions.csv``):
 ``image`` then one probability column per predicted class, e.g. ``image,MEL,NV,BCC``.
 Ground truth: ``ISIC_2019_Training_GroundTruth.csv`` (``image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK``,
-one-hot, ``1.0`` / ``0.0``), or any CSV in that layout.
+one-hot, ``1.0`` / ``0.0``), or any CSV in that layout; its class columns are ISIC 2019 classes or
+prediction columns (a model trained on a folder per class has its own class names).
 
 The evaluation runs over the predicted classes: an image whose true class is not one of them (an
 AK when the model knows MEL, NV and BCC) cannot be right, so it is counted, reported and left out.
@@ -25,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from cadx.errors import CadxError, InputFileError
-from cadx.io.atomic import atomic_path, ensure_not_input
+from cadx.io.atomic import atomic_path, ensure_not_input, prepare_output_folder
 from cadx.io.tables import ClassTable, read_class_table
 from cadx.metrics.calibration import expected_calibration_error
 from cadx.metrics.classification import per_class_report
+from cadx.tasks.isic2019.layout import ISIC_CLASSES
 from cadx.viz.plots import plot_confusion, plot_roc_ovr
 
 log = logging.getLogger(__name__)
@@ -136,8 +138,11 @@ def evaluate_derm(pred_csv_or_dir: str | Path, truth: str | Path, *, out_dir: st
     ------
     InputFileError
         A file missing or malformed (named with row and column): a prediction column that is not
-        a class of the ground truth, a predicted image without a ground-truth row, NaN or a value
+        a class of the ground truth, a ground-truth column that is neither an ISIC 2019 class nor
+        a prediction column (a typo), a predicted image without a ground-truth row, NaN or a value
         outside [0, 1], a ground-truth row that is not one-hot, an image listed twice.
+    OutputPathError
+        An output would replace an input, or ``out_dir`` is a file.
     CadxError
         ``classes`` names a class without a prediction column, or no image is left to evaluate.
     """
@@ -154,6 +159,10 @@ def evaluate_derm(pred_csv_or_dir: str | Path, truth: str | Path, *, out_dir: st
         if col not in gt.columns:
             raise InputFileError(pred_path, f"row {pred.header_row}, column {col}: not a class of "
                                  f"the ground truth ({', '.join(gt.columns)})")
+    for col in gt.columns:
+        if col not in ISIC_CLASSES and col not in pred.columns:
+            raise InputFileError(truth_path, f"row {gt.header_row}, column {col}: unknown class column (neither an "
+                                 f"ISIC 2019 class nor a prediction column: {', '.join(pred.columns)})")
     _check_probabilities(pred)
     truth_of = _truth_labels(gt)
     chosen = tuple(pred.columns) if classes is None else tuple(classes)
@@ -207,7 +216,7 @@ def evaluate_derm(pred_csv_or_dir: str | Path, truth: str | Path, *, out_dir: st
         "predictions": str(pred_path),
         "truth": str(truth_path),
     }
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(out)
     plot_confusion(out / "confusion.png", report.confusion, chosen)
     plot_roc_ovr(out / "roc.png", labels, proba, chosen)
     _write_per_class(out / "per_class.csv", per_class)

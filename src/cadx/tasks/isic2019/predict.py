@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from cadx.errors import CheckpointError
+from cadx.errors import CheckpointError, ConfigError, OutputPathError
 from cadx.inference.predictor import Predictor
-from cadx.io.atomic import atomic_path
+from cadx.io.atomic import atomic_path, ensure_not_input, prepare_output_folder
 from cadx.io.images import read_rgb
 from cadx.parallel.jobs import JobReport, map_jobs
 from cadx.parallel.prefetch import prefetch_map
@@ -33,6 +33,9 @@ from cadx.preprocessing.images import ImagePreprocess
 log = logging.getLogger(__name__)
 
 PREDICTIONS_CSV = "predictions.csv"
+PREDICT_JSON = "predict.json"
+#: The files :func:`predict_images` writes into its output folder.
+OUTPUT_FILES = (PREDICTIONS_CSV, PREDICT_JSON)
 
 
 @dataclass
@@ -88,13 +91,46 @@ def checkpoint_preprocess(meta: dict[str, Any], checkpoint: str | Path = "checkp
     Raises
     ------
     CheckpointError
-        The checkpoint records no ``preprocess`` (not a dermoscopy model).
+        The checkpoint records no ``preprocess`` (not a dermoscopy model), or an invalid one.
     """
     raw = meta.get("preprocess")
     if not isinstance(raw, dict):
         raise CheckpointError(checkpoint, "records no image preprocessing: not a dermoscopy model "
                               "(train one with `cadx train derm`)")
-    return ImagePreprocess.from_dict(raw)
+    try:
+        return ImagePreprocess.from_dict(raw)
+    except ConfigError as exc:
+        raise CheckpointError(checkpoint, f"invalid preprocessing record: {exc}") from None
+
+
+def check_outputs(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
+    """Refuse, before any work, an output folder that is a file or an output file that is an input.
+
+    Returns
+    -------
+    Path
+        ``out_dir`` (not created here).
+
+    Raises
+    ------
+    OutputPathError
+        ``out_dir`` is a file, or one of :data:`OUTPUT_FILES` in it is one of ``paths``.
+
+    Examples
+    --------
+    >>> check_outputs(["a.jpg"], "out")
+    PosixPath('out')
+    >>> check_outputs(["out/predict.json"], "out")
+    Traceback (most recent call last):
+    ...
+    cadx.errors.OutputPathError: out/predict.json: is also an input (out/predict.json); choose another output path
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(out, "is a file, not a folder")
+    for name in OUTPUT_FILES:
+        ensure_not_input(out / name, *paths)
+    return out
 
 
 def checkpoint_temperature(meta: dict[str, Any]) -> float:
@@ -137,6 +173,8 @@ def predict_images(
     ------
     CheckpointError
         The checkpoint is not a dermoscopy model (no preprocessing record).
+    OutputPathError
+        ``out_dir`` is a file or cannot be created, or an output file is one of ``paths``.
     """
     from tqdm.auto import tqdm
 
@@ -144,8 +182,7 @@ def predict_images(
     temperature = checkpoint_temperature(meta)
     config = predictor.config
     classes = tuple(config.class_names) or tuple(f"class_{i}" for i in range(config.num_classes))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_folder(check_outputs(paths, out_dir))
     report = DermPredictReport(csv_path=out / PREDICTIONS_CSV, class_names=classes, temperature=temperature)
     items, seen = [], {}
     for p in map(Path, paths):
@@ -169,7 +206,7 @@ def predict_images(
     seconds = time.perf_counter() - t0
     report.probs = np.concatenate(rows) if rows else np.zeros((0, len(classes)), np.float32)
     write_predictions_csv(report.csv_path, report.names, report.probs, classes)
-    with atomic_path(out / "predict.json") as tmp:
+    with atomic_path(out / PREDICT_JSON) as tmp:
         tmp.write_text(json.dumps({
             "model": config.to_dict(), "preprocess": preprocess.to_dict(), "temperature": temperature,
             "images": len(report.names), "seconds": seconds, "batch_size": batch_size, "created_unix": time.time(),

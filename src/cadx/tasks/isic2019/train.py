@@ -34,7 +34,7 @@ from pydantic.dataclasses import dataclass
 from cadx.datasets.images import ImageDataset, sample_stream
 from cadx.datasets.splits import grouped_stratified_split
 from cadx.errors import CadxError, ConfigError
-from cadx.io.atomic import atomic_path
+from cadx.io.atomic import atomic_path, prepare_output_folder
 from cadx.metrics.calibration import fit_temperature
 from cadx.models.checkpoint import save_checkpoint
 from cadx.models.device import resolve_device
@@ -50,7 +50,7 @@ from cadx.training.config import (
     check_weights_source,
     load_yaml_config,
 )
-from cadx.training.loop import FitResult, fit
+from cadx.training.loop import RESUME_FILE, FitResult, fit, read_resume_file
 from cadx.training.recipe import TqdmProgress, phases_for
 
 log = logging.getLogger(__name__)
@@ -219,12 +219,17 @@ def train_derm(cfg: DermTrainConfig, *, show_progress: bool = True) -> Path:
         An unreadable image (named; checked before training when the images fit in memory).
     ConfigError
         No class has two lesions, so there is nothing to validate on.
+    OutputPathError
+        ``out_dir`` is a file or cannot be created.
+    CheckpointError
+        ``out_dir/last.pt`` is not a cadx resume file (refused before any work; with ``resume``).
     """
     import torch
     from torch.utils.data import DataLoader
 
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_folder(cfg.out_dir)
+    if cfg.resume and (out / RESUME_FILE).exists():
+        read_resume_file(out / RESUME_FILE)  # a bad resume file is refused before any work, not after
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     data = read_derm_data(cfg.data_dir, classes=cfg.classes)
