@@ -1,0 +1,118 @@
+"""CT display windows: Hounsfield units to [0, 1] channels, and 2.5D neighbour stacks (numpy only).
+
+A window (centre ``c``, width ``w``, both in HU) maps ``c - w/2`` to 0 and ``c + w/2`` to 1, linearly,
+clipping outside. Head CT models take three windows as the three channels of an RGB-like image
+(:data:`DEFAULT_WINDOWS`: brain, subdural, bone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: (centre, width) in HU of the brain, subdural and bone windows, in channel order.
+DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = ((40, 80), (80, 200), (600, 2800))
+
+
+def window(hu: np.ndarray, *, center_hu: float, width_hu: float) -> np.ndarray:
+    """Map Hounsfield units through one window to float32 in [0, 1].
+
+    Parameters
+    ----------
+    hu : numpy.ndarray
+        Any shape, Hounsfield units.
+    center_hu, width_hu : float
+        Window centre and width in HU; the width must be positive.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape: ``clip((hu - (center - width/2)) / width, 0, 1)``.
+
+    Examples
+    --------
+    >>> window(np.array([-100.0, 0.0, 40.0, 80.0, 1000.0]), center_hu=40, width_hu=80).tolist()
+    [0.0, 0.0, 0.5, 1.0, 1.0]
+    """
+    if not width_hu > 0:
+        raise ValueError(f"window width must be positive, got {width_hu}")
+    low = np.float32(center_hu - width_hu / 2.0)
+    out = np.subtract(hu, low, dtype=np.float32)
+    out *= np.float32(1.0 / width_hu)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def stack_windows(hu: np.ndarray, windows: Sequence[tuple[float, float]] = DEFAULT_WINDOWS) -> np.ndarray:
+    """Stack several windows of one image as channels.
+
+    Parameters
+    ----------
+    hu : numpy.ndarray
+        ``(H, W)`` Hounsfield units.
+    windows : sequence of (centre, width)
+        In HU; default :data:`DEFAULT_WINDOWS`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, len(windows))`` float32 in [0, 1].
+
+    Examples
+    --------
+    >>> stack_windows(np.full((2, 2), 40.0)).shape
+    (2, 2, 3)
+    >>> [round(float(v), 4) for v in stack_windows(np.full((2, 2), 40.0))[0, 0]]
+    [0.5, 0.3, 0.3]
+    """
+    hu = np.asarray(hu)
+    out = np.empty((*hu.shape, len(windows)), np.float32)
+    for i, (center, width) in enumerate(windows):
+        out[..., i] = window(hu, center_hu=center, width_hu=width)
+    return out
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to uint8 (rounded, clipped), the predictor's input type.
+
+    Examples
+    --------
+    >>> to_uint8(np.array([0.0, 0.5, 1.0, 1.7])).tolist()
+    [0, 128, 255, 255]
+    """
+    scaled = np.multiply(x, 255.0, dtype=np.float32)
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    return np.rint(scaled, out=scaled).astype(np.uint8)
+
+
+def neighbour_stack(volume: np.ndarray, index: int, *, offsets: Sequence[int] = (-1, 0, 1)) -> np.ndarray:
+    """Slices around ``index`` as channels (2.5D input), clamped at the ends of the series.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        ``(z, H, W)`` (e.g. HU or one window) or ``(z, H, W, C)``, slices in order along the normal.
+    index : int
+        The centre slice, ``0 <= index < z``.
+    offsets : sequence of int
+        Slice offsets, in channel order; slices beyond the ends repeat the first / last slice.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, len(offsets))`` for a 3-D volume; ``(H, W, len(offsets) * C)`` (offset-major) for 4-D.
+
+    Examples
+    --------
+    >>> v = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 2, 2), np.float32)
+    >>> neighbour_stack(v, 0)[0, 0].tolist(), neighbour_stack(v, 2)[0, 0].tolist()
+    ([0.0, 0.0, 1.0], [1.0, 2.0, 2.0])
+    """
+    n = volume.shape[0]
+    if not 0 <= index < n:
+        raise IndexError(f"slice {index} outside a series of {n}")
+    picks = [min(max(index + o, 0), n - 1) for o in offsets]
+    if volume.ndim == 3:
+        return np.stack([volume[i] for i in picks], axis=-1)
+    return np.concatenate([volume[i] for i in picks], axis=-1)

@@ -1,0 +1,65 @@
+"""cadx.preprocessing.ct_window: known answers for windows, channel stacks, uint8 and 2.5D stacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cadx.preprocessing.ct_window import DEFAULT_WINDOWS, neighbour_stack, stack_windows, to_uint8, window
+
+
+def test_brain_window_known_values():
+    hu = np.array([-1000.0, 0.0, 20.0, 40.0, 60.0, 80.0, 81.0, 3000.0])
+    out = window(hu, center_hu=40, width_hu=80)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0, 0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0], atol=1e-7)
+
+
+def test_window_keeps_shape_and_accepts_integers():
+    hu = np.array([[-1024, 0], [40, 2000]], dtype=np.int16)
+    out = window(hu, center_hu=600, width_hu=2800)
+    assert out.shape == (2, 2) and out.dtype == np.float32
+    # bone window: 0 at -800 HU, 1 at 2000 HU
+    np.testing.assert_allclose(out, [[0.0, 800 / 2800], [840 / 2800, 1.0]], atol=1e-6)
+
+
+def test_window_rejects_non_positive_width():
+    with pytest.raises(ValueError, match="width"):
+        window(np.zeros(2), center_hu=40, width_hu=0)
+
+
+def test_default_windows_are_brain_subdural_bone():
+    assert DEFAULT_WINDOWS == ((40, 80), (80, 200), (600, 2800))
+
+
+def test_stack_windows_channels():
+    hu = np.array([[0.0, 40.0], [80.0, 2000.0]])
+    out = stack_windows(hu)
+    assert out.shape == (2, 2, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, 1], [0.5, 0.3, (40 + 800) / 2800], atol=1e-6)
+    np.testing.assert_allclose(out[1, 0], [1.0, 0.5, (80 + 800) / 2800], atol=1e-6)
+    np.testing.assert_allclose(out[1, 1], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(stack_windows(hu, [(40, 80)])[..., 0], window(hu, center_hu=40, width_hu=80))
+
+
+def test_to_uint8():
+    np.testing.assert_array_equal(to_uint8(np.array([-0.5, 0.0, 0.2, 0.5, 1.0, 2.0])), [0, 0, 51, 128, 255, 255])
+    assert to_uint8(np.zeros((2, 2, 3), np.float32)).dtype == np.uint8
+
+
+def test_neighbour_stack_clamped_at_both_ends():
+    vol = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 3, 5), np.float32)
+    assert neighbour_stack(vol, 0).shape == (3, 5, 3)
+    assert neighbour_stack(vol, 0)[1, 1].tolist() == [0, 0, 1]
+    assert neighbour_stack(vol, 2)[1, 1].tolist() == [1, 2, 3]
+    assert neighbour_stack(vol, 3)[1, 1].tolist() == [2, 3, 3]
+    assert neighbour_stack(vol, 1, offsets=(-2, 0, 2))[0, 0].tolist() == [0, 1, 3]
+    with pytest.raises(IndexError):
+        neighbour_stack(vol, 4)
+
+
+def test_neighbour_stack_of_channels_is_offset_major():
+    vol = np.stack([np.full((2, 2, 2), i, np.float32) + np.array([0.0, 0.5], np.float32) for i in range(3)])
+    out = neighbour_stack(vol, 1)
+    assert out.shape == (2, 2, 6)
+    assert out[0, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5]
