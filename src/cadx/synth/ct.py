@@ -342,7 +342,7 @@ def _stored_values(hu: np.ndarray, fov: np.ndarray, *, wrapped: bool) -> np.ndar
 def _write_dicom(pydicom, path: Path, stored: np.ndarray, *, study: _Study, image_id: str, k: int, z_mm: float,
                  spacing_mm: float) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     half = (stored.shape[0] - 1) / 2 * spacing_mm
     centre, width = study.window

@@ -160,7 +160,8 @@ class StudyGrid:
         self.fov = (coord[None, :] ** 2 + coord[:, None] ** 2) <= (centre * spacing_mm) ** 2
 
 
-def render_slice(grid: StudyGrid, k: int, n_slices: int, bleeds: tuple[Bleed, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+def render_slice(grid: StudyGrid, k: int, n_slices: int,
+                 bleeds: tuple[Bleed, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free HU image and tissue code map of slice ``k`` of ``n_slices``.
 
     Parameters
