@@ -31,6 +31,18 @@ def _derm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ct(args: argparse.Namespace) -> int:
+    from cadx.synth.ct import LABEL_CSV, generate_ct
+
+    records = generate_ct(args.out, studies=args.studies, seed=args.seed, slices_per_study=args.slices,
+                          size_px=args.size, wrap_fraction=args.wrap_fraction, bleed_fraction=args.bleed_fraction)
+    positive = sum(r.label("any") for r in records)
+    patients = len({r.patient_id for r in records})
+    print(f"wrote {len(records)} CT slices of {args.studies} studies ({patients} patients; {positive} slices with "
+          f"haemorrhage) to {args.out} (seed {args.seed}); labels {Path(args.out) / LABEL_CSV}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx synth ...``."""
     synth = sub.add_parser("synth", help="synthetic data with known ground truth")
@@ -57,10 +69,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     de.add_argument("--atypical-fraction", type=fraction, default=0.2,
                     help="fraction of naevi and of melanomas drawn alike (atypical naevi, early melanomas)")
     de.set_defaults(func=_derm)
+    ct = sy.add_parser("ct", help="RSNA 2019-layout head CT: DICOM slices and stage_2_train.csv (haemorrhage labels)")
+    ct.add_argument("--out", required=True)
+    ct.add_argument("--studies", type=positive_int, default=8, help="studies (one axial series each)")
+    ct.add_argument("--seed", type=non_negative_int, default=0)
+    ct.add_argument("--slices", type=_at_least_4, default=24, help="slices per study, skull base to vertex")
+    ct.add_argument("--size", type=_at_least_32, default=512, help="image side in px (RSNA: 512)")
+    ct.add_argument("--wrap-fraction", type=fraction, default=0.25,
+                    help="fraction of studies with the 12-bit wrap quirk")
+    ct.add_argument("--bleed-fraction", type=fraction, default=0.5, help="fraction of studies with a haemorrhage")
+    ct.set_defaults(func=_ct)
 
 
-def _at_least_64(text: str) -> int:
-    value = positive_int(text)
-    if value < 64:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 64, got {text!r}")
-    return value
+def _at_least(minimum: int):
+    def check(text: str) -> int:
+        value = positive_int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+    return check
+
+
+_at_least_64 = _at_least(64)
+_at_least_32 = _at_least(32)
+_at_least_4 = _at_least(4)
