@@ -1,7 +1,9 @@
 """The one way cadx builds a model: :func:`create_model`.
 
-Models are built by *kind* through a small registry (:data:`MODEL_KINDS`); today the only kind is
-``"classifier"``, a timm backbone with a fresh head. Every model carries a
+Models are built by *kind* through a small registry (:data:`MODEL_KINDS`): ``"classifier"``, a timm
+backbone with a fresh head, and ``"sequence"``, a study-level model over per-slice embeddings
+(:mod:`cadx.models.sequence`; architecture ``gru-<hidden>`` or ``conv-<hidden>``, ``in_chans`` = the
+embedding length). Every model carries a
 :class:`~cadx.models.config.ModelConfig` (architecture, outputs, input size, mean, std, activation,
 where its weights came from) as ``model.cadx_config``; checkpoints save it, so preprocessing is
 never typed twice.
@@ -235,4 +237,12 @@ def _timm_classifier(name: str, *, pretrained: bool | str | Path, num_classes: i
     return model, weights
 
 
+def _sequence_model(name: str, *, pretrained: bool | str | Path, num_classes: int, in_chans: int) -> Built:
+    """Kind ``"sequence"``: :class:`cadx.models.sequence.StudySequenceModel` (imported when first built)."""
+    from cadx.models.sequence import build_sequence_model
+
+    return build_sequence_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
+
+
 register_model_kind("classifier", _timm_classifier, default_activation="softmax")
+register_model_kind("sequence", _sequence_model, default_activation="sigmoid")
