@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +45,17 @@ def _read(path: str | Path, *, pixels: bool) -> CtSlice:
     pydicom = require_extra("pydicom", "ct")
     p = Path(path)
     try:
-        ds = pydicom.dcmread(p, stop_before_pixels=not pixels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(p, stop_before_pixels=not pixels)
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         raise InputFileError(p, f"not a readable DICOM file ({exc})") from None
     hu = None
     if pixels:
         try:
-            raw = ds.pixel_array.astype(np.float32)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                raw = ds.pixel_array.astype(np.float32)
         except (AttributeError, ValueError) as exc:
             raise InputFileError(p, f"no readable pixel data ({exc})") from None
         hu = raw * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
