@@ -42,6 +42,12 @@ def _first(value: object) -> float | None:
 
 
 def _read(path: str | Path, *, pixels: bool) -> CtSlice:
+    with warnings.catch_warnings():  # RSNA ids are not valid UIDs: no warning flood
+        warnings.simplefilter("ignore")
+        return _read_quiet(path, pixels=pixels)
+
+
+def _read_quiet(path: str | Path, *, pixels: bool) -> CtSlice:
     pydicom = require_extra("pydicom", "ct")
     p = Path(path)
     try:
