@@ -1,0 +1,1 @@
+"""Head-CT intracranial haemorrhage (RSNA 2019): layout, training, prediction, evaluation."""
