@@ -19,8 +19,6 @@ SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", 
 def write_slice(path: Path, hu: np.ndarray, *, image_id: str, patient: str, study: str, series: str,
                 z_mm: float) -> Path:
     """One CT slice as RSNA ships it (SOPInstanceUID = ``ID_<hex>``, multi-valued windows)."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
 
     with warnings.catch_warnings():  # RSNA image ids are not valid UIDs
         warnings.simplefilter("ignore")

@@ -5,6 +5,7 @@ import pytest
 
 from cadx.errors import ConfigError, InputFileError
 from cadx.tasks.rsna_ich.layout import SUBTYPES, patient_split, read_long_csv, read_rsna_data
+
 from .ct_data import make_rsna_folder
 
 

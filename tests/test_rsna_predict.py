@@ -45,7 +45,7 @@ def test_submission_and_study_max(tmp_path):
     lines = (tmp_path / "out" / "submission.csv").read_text().splitlines()
     assert lines[0] == "ID,Label" and len(lines) == 1 + 6 * 6
     assert {ln.split(",")[0].rsplit("_", 1)[0] for ln in lines[1:]} == {f.stem for f in files}
-    rows = list(csv.DictReader(open(tmp_path / "out" / "studies.csv")))
+    rows = list(csv.DictReader((tmp_path / "out" / "studies.csv").read_text().splitlines()))
     assert [r["slices"] for r in rows] == ["3", "3"]
     patient_of = np.array([int(name[7:9], 16) for name in rep.image_ids])  # the fixture's id encodes the patient
     for r in rows:

@@ -31,7 +31,7 @@ def test_train_records_ct_input_and_splits_by_patient(rsna, tmp_path):
     assert tuple(meta["model"]["class_names"]) == ("epidural", "intraparenchymal", "intraventricular",
                                                    "subarachnoid", "subdural", "any")
     assert "val_weighted_log_loss" in meta["metrics"]
-    rows = list(csv.DictReader(open(tmp_path / "run" / "split.csv")))
+    rows = list(csv.DictReader((tmp_path / "run" / "split.csv").read_text().splitlines()))
     side = {}
     for r in rows:
         side.setdefault(r["patient"], set()).add(r["split"])
