@@ -1,4 +1,4 @@
-"""``cadx evaluate camelyon|derm``: a challenge's own metrics on a predictions folder or file."""
+"""``cadx evaluate camelyon|derm|ct``: a challenge's own metrics on a predictions folder or file."""
 
 from __future__ import annotations
 
@@ -54,6 +54,24 @@ def _derm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ct(args: argparse.Namespace) -> int:
+    from cadx.tasks.rsna_ich.evaluate import evaluate_ct
+
+    m = evaluate_ct(args.pred, args.truth, out_dir=args.out)
+    if args.json:
+        print_json(m)
+        return 0
+    auc = "n/a" if m["mean_auc"] is None else f"{m['mean_auc']:.3f}"
+    print(f"images {m['images']}  weighted log loss {m['weighted_log_loss']:.4f}  mean AUC {auc}")
+    print(f"{'label':<17} {'pos':>5} {'logloss':>8} {'AUC':>6}")
+    for r in m["per_label"]:
+        a = "  n/a" if r["auc"] is None else f"{r['auc']:.3f}"
+        print(f"{r['label']:<17} {r['positives']:>5} {r['log_loss']:>8.4f} {a:>6}")
+    out = args.out if args.out is not None else Path(m["predictions"]).parent
+    print(f"wrote metrics.json, per_label.csv, roc.png to {out}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx evaluate ...``."""
     ev = sub.add_parser("evaluate", help="score predictions with a challenge's own metrics")
@@ -77,3 +95,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="evaluate only these predicted classes (default: every prediction column)")
     ed.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ed.set_defaults(func=_derm)
+    et = es.add_parser("ct", help="RSNA 2019 head CT: weighted multi-label log loss, per-label log loss and AUC; ROC")
+    et.add_argument("--pred", required=True, help="submission CSV (ID,Label long format) or the folder holding "
+                    "submission.csv")
+    et.add_argument("--truth", required=True, help="stage_2_train.csv (or a CSV in its layout) or its folder")
+    et.add_argument("--out", help="where metrics and plots go (default: the folder of the predictions)")
+    et.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    et.set_defaults(func=_ct)

@@ -1,5 +1,6 @@
 """``cadx predict slides`` (whole slides -> heatmaps, detections, slide scores) and ``cadx predict derm``
-(dermoscopy images -> the ISIC submission CSV)."""
+(dermoscopy images -> the ISIC submission CSV) and ``cadx predict ct`` (DICOM slices -> the RSNA 2019
+submission and per-study results)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,40 @@ def _derm(args: argparse.Namespace) -> int:
     return report_failures(report.failures)
 
 
+def _ct(args: argparse.Namespace) -> int:
+    from cadx.inference.predictor import load_predictor
+    from cadx.io.atomic import ensure_not_input
+    from cadx.tasks.rsna_ich.predict import (
+        STUDIES_CSV,
+        SUBMISSION_CSV,
+        checkpoint_ct_input,
+        find_dicoms,
+        predict_ct,
+    )
+
+    files = find_dicoms(args.dicoms)
+    if not files:
+        raise CadxError(f"no DICOM files found in {', '.join(args.dicoms)}")
+    for name in (SUBMISSION_CSV, STUDIES_CSV, "predict.json"):
+        ensure_not_input(Path(args.out) / name, *files)
+    predictor, meta = load_predictor(args.model, backend=args.backend)
+    checkpoint_ct_input(meta, args.model)  # not a head-CT model: one clear line before any work
+    report = predict_ct(files, predictor, meta, args.out, batch_size=args.batch_size)
+    if args.json:
+        print_json({"submission": str(report.submission), "studies_csv": str(report.studies_csv),
+                    "studies": {k: {"patient": p, "slices": n, **{c: round(float(v), 6)
+                                                                  for c, v in zip(_SUBTYPES, best, strict=True)}}
+                                for k, (p, n, best) in report.studies.items()},
+                    "failures": [[str(p), why] for p, why in report.failures]})
+    else:
+        print(f"predicted {len(report.image_ids)} of {len(files)} slices in {len(report.studies)} studies -> "
+              f"{report.submission}, {report.studies_csv}")
+    return report_failures(report.failures)
+
+
+_SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx predict ...``."""
     predict = sub.add_parser("predict", help="run a checkpoint")
@@ -100,3 +135,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
     pd.add_argument("--json", action="store_true", help="print probabilities and failures as JSON")
     pd.set_defaults(func=_derm)
+
+    pc = ps.add_parser("ct", help="head-CT DICOM slices -> RSNA 2019 submission.csv and per-study studies.csv")
+    pc.add_argument("dicoms", nargs="+", help="DICOM files and/or directories (searched for *.dcm)")
+    pc.add_argument("--model", required=True, help="cadx checkpoint (.pt) from `cadx train ct`")
+    pc.add_argument("--out", required=True, help="output folder (submission.csv, studies.csv, predict.json)")
+    pc.add_argument("--batch-size", type=positive_int, default=32, help="slices per model call")
+    pc.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                    help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+    pc.add_argument("--json", action="store_true", help="print per-study probabilities and failures as JSON")
+    pc.set_defaults(func=_ct)

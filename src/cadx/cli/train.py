@@ -1,7 +1,7 @@
 """``cadx train [TASK] --config``: fine-tune a model from a validated YAML config.
 
 ``TASK`` is ``camelyon16`` (the default, so ``cadx train --config x.yaml`` trains the CAMELYON16
-tile classifier as before) or ``derm`` (ISIC 2019 dermoscopy).
+tile classifier as before), ``derm`` (ISIC 2019 dermoscopy) or ``ct`` (RSNA 2019 head CT).
 """
 
 from __future__ import annotations
@@ -13,11 +13,16 @@ TASKS = {
     "camelyon16": "tile classifier on a CAMELYON16-layout directory (cadx.tasks.camelyon16.train.TrainConfig)",
     "derm": "dermoscopy classifier on an ISIC 2019 or folder-per-class directory "
             "(cadx.tasks.isic2019.train.DermTrainConfig)",
+    "ct": "head-CT haemorrhage classifier on an RSNA 2019 directory (cadx.tasks.rsna_ich.train.CtTrainConfig)",
 }
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.task == "derm":
+    if args.task == "ct":
+        from cadx.tasks.rsna_ich.train import CtTrainConfig, train_ct
+
+        path = train_ct(CtTrainConfig.from_yaml(args.config))  # validated before any work starts
+    elif args.task == "derm":
         from cadx.tasks.isic2019.train import DermTrainConfig, train_derm
 
         path = train_derm(DermTrainConfig.from_yaml(args.config))  # validated before any work starts
@@ -31,7 +36,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx train``."""
-    train = sub.add_parser("train", help="fine-tune a model: camelyon16 tiles (default) or derm images",
+    train = sub.add_parser("train", help="fine-tune a model: camelyon16 tiles (default), derm images or ct slices",
                            description="; ".join(f"{k}: {v}" for k, v in TASKS.items()))
     train.add_argument("task", nargs="?", choices=sorted(TASKS), default="camelyon16",
                        help="what to train (default: camelyon16)")

@@ -245,3 +245,53 @@ def plot_reliability(path: str | Path, bins_before, bins_after, *,
     hist.set(xlabel="confidence (top class probability)", ylabel="images")
     hist.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_roc_multilabel(path: str | Path, y_true: np.ndarray, proba: np.ndarray, label_names: Sequence[str], *,
+                        title: str = "Per-label ROC") -> Path:
+    """One ROC curve per label of a multi-label problem, each label against its absence (462 x 462 px).
+
+    A label that is always or never present has no curve and is listed as ``n/a``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Written atomically.
+    y_true : array_like, shape (n_samples, n_labels) of 0/1
+    proba : array_like, shape (n_samples, n_labels)
+        Per-label probabilities (sigmoid outputs; rows need not sum to 1).
+    label_names : sequence of str, length n_labels
+    title : str
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = plot_roc_multilabel(pathlib.Path(tempfile.mkdtemp()) / "roc.png", [[1, 0], [0, 0], [1, 1]],
+    ...                         [[.9, .2], [.1, .3], [.6, .7]], ["subdural", "any"])
+    >>> p.read_bytes()[:4]
+    b'\\x89PNG'
+    """
+    from matplotlib.figure import Figure
+
+    y = np.asarray(y_true, np.int64)
+    p = np.asarray(proba, np.float64)
+    names = [str(n) for n in label_names]
+    if y.ndim != 2 or p.shape != y.shape or y.shape[1] != len(names):
+        raise ValueError(f"labels {y.shape} and proba {p.shape} for {len(names)} labels")
+    fig = Figure(figsize=(4.2, 4.2), dpi=110)
+    ax = fig.subplots()
+    for k, name in enumerate(names):
+        if 0 < y[:, k].sum() < y.shape[0]:
+            fpr, tpr, _ = roc_curve(y[:, k], p[:, k])
+            ax.plot(fpr, tpr, lw=2, label=f"{name} AUC {roc_auc(y[:, k], p[:, k]):.3f}")
+        else:
+            ax.plot([], [], lw=2, label=f"{name} AUC n/a")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -1,1 +1,1 @@
-"""RSNA 2019 intracranial haemorrhage (head CT): layout, training, prediction, evaluation, DICOM export, report and demo."""
+"""Head-CT intracranial haemorrhage (RSNA 2019): layout, training, prediction, evaluation."""

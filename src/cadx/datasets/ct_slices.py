@@ -1,0 +1,177 @@
+"""CT slices as model input: HU -> windows -> uint8 -> normalised tensors, with 2.5D neighbours.
+
+A slice's input is ``(S, S, C)`` uint8 with ``C = len(windows) * (2 * context_slices + 1)``: for each
+slice of the context (the previous ones, the slice itself, the next ones, sorted by position along
+the series' normal, clamped at the ends of the series) the windows in order. The same function
+(:func:`ct_input`) builds training and prediction input, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cadx.preprocessing.augment import to_model_input
+from cadx.preprocessing.ct_window import stack_windows, to_uint8
+
+log = logging.getLogger(__name__)
+
+
+def resize_square(img: np.ndarray, size_px: int) -> np.ndarray:
+    """``(H, W, C)`` float -> ``(size_px, size_px, C)`` float32 by bilinear resampling (no-op when equal)."""
+    if img.shape[0] == size_px and img.shape[1] == size_px:
+        return np.asarray(img, np.float32)
+    from PIL import Image
+
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], np.float32), mode="F")
+                        .resize((size_px, size_px), Image.Resampling.BILINEAR)) for c in range(img.shape[-1])]
+    return np.stack(chans, axis=-1).astype(np.float32)
+
+
+def ct_input(hus: Sequence[np.ndarray], *, windows: Sequence[Sequence[float]], image_size: int) -> np.ndarray:
+    """The model input of one slice from the HU images of its context.
+
+    Parameters
+    ----------
+    hus : sequence of ndarray (H, W) float
+        Hounsfield units of the context slices, in position order (the slice itself in the middle).
+    windows : sequence of (centre, width) in HU
+    image_size : int
+        Side of the square the model sees, px.
+
+    Returns
+    -------
+    ndarray, (image_size, image_size, len(hus) * len(windows)) uint8
+
+    Examples
+    --------
+    >>> hu = np.array([[-1000.0, 40.0], [80.0, 2000.0]])
+    >>> x = ct_input([hu], windows=((40, 80),), image_size=2)
+    >>> x[..., 0].tolist()
+    [[0, 128], [255, 255]]
+    """
+    parts = [resize_square(stack_windows(hu, windows), image_size) for hu in hus]
+    return to_uint8(np.concatenate(parts, axis=-1))
+
+
+def context_indices(series: Sequence[str], z_mm: Sequence[float], context_slices: int) -> np.ndarray:
+    """For each slice, the indices of its context within its series, sorted by position.
+
+    Parameters
+    ----------
+    series : sequence of str
+        Series of each slice.
+    z_mm : sequence of float
+        Position along the slice normal (NaN sorts last).
+    context_slices : int
+        Neighbours on each side (0: the slice alone).
+
+    Returns
+    -------
+    ndarray of int64, (N, 2 * context_slices + 1)
+        Row ``i`` holds the previous slices, ``i`` itself, the next slices; at either end of a series
+        the end slice repeats.
+
+    Examples
+    --------
+    >>> context_indices(["a", "a", "b", "a"], [10.0, 0.0, 3.0, 5.0], 1).tolist()
+    [[3, 0, 0], [1, 1, 3], [2, 2, 2], [1, 3, 0]]
+    """
+    s = np.asarray([str(v) for v in series])
+    z = np.asarray(z_mm, np.float64)
+    c = int(context_slices)
+    out = np.zeros((s.size, 2 * c + 1), np.int64)
+    for name in np.unique(s):
+        members = np.flatnonzero(s == name)
+        order = members[np.lexsort((members, np.where(np.isnan(z[members]), np.inf, z[members])))]
+        for rank, i in enumerate(order):
+            pos = np.clip(np.arange(rank - c, rank + c + 1), 0, order.size - 1)
+            out[i] = order[pos]
+    return out
+
+
+class HorizontalFlip:
+    """Left-right flip with probability ``p`` (a head is close to mirror-symmetric).
+
+    Examples
+    --------
+    >>> img = np.arange(4, dtype=np.uint8).reshape(1, 4, 1)
+    >>> HorizontalFlip(p=1.0)(img, np.random.default_rng(0))[0, :, 0].tolist()
+    [3, 2, 1, 0]
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return img[:, ::-1].copy() if rng.random() < self.p else img
+
+
+class CtSliceDataset:
+    """A map-style dataset over CT slices: returns ``(CHW float32, labels (K,) float32)``.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Every slice file that a context may name.
+    labels : ndarray, (N, K)
+        Per slice in ``paths``.
+    context : ndarray of int, (N, 2c + 1)
+        From :func:`context_indices`.
+    windows : sequence of (centre, width) HU
+    image_size : int
+    mean, std : sequence of float
+        Per input channel (the model's config).
+    transform : callable, optional
+        ``transform(img, rng) -> img`` on the uint8 input (augmentation).
+    seed : int
+    cache : bool
+        Keep each slice's input in memory after its first read.
+
+    Notes
+    -----
+    Items are ``index`` or ``(index, draw)``; the augmentation is seeded by ``(seed, index, draw)``.
+    An unreadable slice raises :class:`~cadx.errors.InputFileError` naming the file.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], labels: np.ndarray, *, context: np.ndarray,
+                 windows: Sequence[Sequence[float]], image_size: int, mean: Sequence[float], std: Sequence[float],
+                 transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+                 seed: int = 0, cache: bool = False) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.labels = np.asarray(labels, np.float32)
+        self.context = np.asarray(context, np.int64)
+        if not len(self.paths) == len(self.labels) == len(self.context):
+            raise ValueError(f"{len(self.paths)} paths, {len(self.labels)} labels, {len(self.context)} contexts")
+        self.windows = tuple(tuple(float(v) for v in w) for w in windows)
+        self.image_size = int(image_size)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.transform = transform
+        self.seed = seed
+        self.cache = cache
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, index: int) -> np.ndarray:
+        """The uint8 input ``(S, S, C)`` of slice ``index``, before augmentation."""
+        img = self._cache.get(index)
+        if img is None:
+            from cadx.io.dicom import read_ct_slice
+
+            hus = [read_ct_slice(self.paths[j]).hu for j in self.context[index]]
+            img = ct_input(hus, windows=self.windows, image_size=self.image_size)
+            if self.cache:
+                self._cache[index] = img
+        return img
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        index, draw = (int(item[0]), int(item[1])) if isinstance(item, (tuple, list)) else (int(item), 0)
+        img = self.image(index)
+        if self.transform is not None:
+            img = self.transform(img, np.random.default_rng([self.seed, index, draw]))
+        return to_model_input(img[None], self.mean, self.std)[0], self.labels[index]
