@@ -5,6 +5,7 @@ submission and per-study results)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cadx.cli.common import add_mpp_override, fraction, positive_float, positive_int, print_json, report_failures
 from cadx.errors import CadxError
