@@ -30,3 +30,28 @@ def test_order_kept_and_look_ahead_bounded():
     # At most `ahead` in flight plus the one just handed over, and that many really ran ahead.
     assert seen_max[0] == 3 + 1
     assert list(prefetch_map(work, [], workers=2, ahead=3)) == []
+
+
+def test_closing_early_cancels_what_has_not_started_and_waits_for_what_runs():
+    import contextlib
+    import threading
+    import time
+
+    started, finished = [], []
+    lock = threading.Lock()
+
+    def slow(x):
+        with lock:
+            started.append(x)
+        time.sleep(0.05)
+        with lock:
+            finished.append(x)
+        return x
+
+    with contextlib.closing(prefetch_map(slow, range(100), workers=2, ahead=4)) as results:
+        for item, _ in results:
+            if item == 1:
+                break
+    # after close(): nothing still running, and only the look-ahead window was ever started
+    assert sorted(started) == sorted(finished)
+    assert len(started) <= 2 + 4 + 2

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,17 +133,19 @@ def predict_slide(
     scores: np.ndarray | None = None
     t_model = 0.0
     batches = [slice(i, min(i + batch_size, len(coords))) for i in range(0, len(coords), batch_size)]
-    for sl, tiles in prefetch_map(read_batch, batches, workers=read_workers, ahead=prefetch_batches):
-        tm = time.perf_counter()
-        out = predict_tta(predictor, tiles) if tta else predictor.predict(tiles)
-        t_model += time.perf_counter() - tm
-        if chosen is None:
-            chosen = default_channels(predictor, out.shape[1])
-        if scores is None:
-            scores = np.zeros((len(coords), len(chosen)), np.float32)
-        scores[sl] = out[:, list(chosen.values())]
-        if progress is not None:
-            progress(len(tiles))
+    reads = prefetch_map(read_batch, batches, workers=read_workers, ahead=prefetch_batches)
+    with closing(reads) as results:  # closed (readers stopped) before the caller can close the slide
+        for sl, tiles in results:
+            tm = time.perf_counter()
+            out = predict_tta(predictor, tiles) if tta else predictor.predict(tiles)
+            t_model += time.perf_counter() - tm
+            if chosen is None:
+                chosen = default_channels(predictor, out.shape[1])
+            if scores is None:
+                scores = np.zeros((len(coords), len(chosen)), np.float32)
+            scores[sl] = out[:, list(chosen.values())]
+            if progress is not None:
+                progress(len(tiles))
     if chosen is None:  # no tissue tile: the channel names cannot come from an output
         chosen = default_channels(predictor, int(getattr(predictor.config, "num_classes", 1)))
     if scores is None:

@@ -9,6 +9,7 @@ time in worker threads, so memory does not grow with the slide's size.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +158,9 @@ def _tiles(
         return px
 
     positions = [(c, r) for r in range(0, level_h, tile) for c in range(0, level_w, tile)]
-    for _, px in prefetch_map(lambda pos: job(*pos), positions, workers=workers, ahead=2 * max(1, workers)):
-        if progress is not None:
-            progress(1)
-        yield px
+    tiles = prefetch_map(lambda pos: job(*pos), positions, workers=workers, ahead=2 * max(1, workers))
+    with closing(tiles) as results:
+        for _, px in results:
+            if progress is not None:
+                progress(1)
+            yield px

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -196,13 +197,14 @@ def predict_images(
     rows: list[np.ndarray] = []
     t0 = time.perf_counter()
     with tqdm(total=len(items), desc="predict", unit="image", disable=not show_progress) as bar:
-        for _, jobs in prefetch_map(load, chunks, workers=1, ahead=2):
-            report.failures += [(Path(p), why) for p, why in jobs.failures]
-            if jobs.done:
-                probs = predictor.predict(np.stack(jobs.results))
-                rows.append(apply_temperature(probs, temperature))
-                report.names += [Path(p).stem for p, _ in jobs.done]
-            bar.update(len(jobs.done) + len(jobs.failures))
+        with closing(prefetch_map(load, chunks, workers=1, ahead=2)) as results:
+            for _, jobs in results:
+                report.failures += [(Path(p), why) for p, why in jobs.failures]
+                if jobs.done:
+                    probs = predictor.predict(np.stack(jobs.results))
+                    rows.append(apply_temperature(probs, temperature))
+                    report.names += [Path(p).stem for p, _ in jobs.done]
+                bar.update(len(jobs.done) + len(jobs.failures))
     seconds = time.perf_counter() - t0
     report.probs = np.concatenate(rows) if rows else np.zeros((0, len(classes)), np.float32)
     write_predictions_csv(report.csv_path, report.names, report.probs, classes)
