@@ -71,6 +71,7 @@ def _derm(args: argparse.Namespace) -> int:
 def _ct(args: argparse.Namespace) -> int:
     from cadx.inference.predictor import load_predictor
     from cadx.io.atomic import ensure_not_input
+    from cadx.models.checkpoint import read_checkpoint
     from cadx.tasks.rsna_ich.predict import (
         STUDIES_CSV,
         SUBMISSION_CSV,
@@ -84,8 +85,9 @@ def _ct(args: argparse.Namespace) -> int:
         raise CadxError(f"no DICOM files found in {', '.join(args.dicoms)}")
     for name in (SUBMISSION_CSV, STUDIES_CSV, "predict.json"):
         ensure_not_input(Path(args.out) / name, *files)
+    # Not a head-CT model: one clear line before any work (load_predictor may export ONNX beside it).
+    checkpoint_ct_input(read_checkpoint(args.model), args.model)
     predictor, meta = load_predictor(args.model, backend=args.backend)
-    checkpoint_ct_input(meta, args.model)  # not a head-CT model: one clear line before any work
     report = predict_ct(files, predictor, meta, args.out, batch_size=args.batch_size)
     if args.json:
         print_json({"submission": str(report.submission), "studies_csv": str(report.studies_csv),

@@ -25,7 +25,7 @@ import logging
 import struct
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -369,6 +369,57 @@ def _series_paths(paths_or_dir: str | Path | Iterable[str | Path]) -> list[Path]
     return [Path(p) for p in paths_or_dir]
 
 
+def leave_out_non_slices(slices: Sequence[CtHeader]) -> tuple[list[CtHeader], list[tuple[Path, str]]]:
+    """Split one series' images into its axial slices and the images that are not slices of it.
+
+    Left out, with the reason: localisers (ImageType LOCALIZER), images whose size differs from the
+    most common one, and images whose slice normal differs from the most common one by more than
+    about 2.6 degrees (a scout without the LOCALIZER flag, a reformat).
+
+    Parameters
+    ----------
+    slices : sequence of CtHeader (or CtSlice)
+        The images of one series, in any order.
+
+    Returns
+    -------
+    kept : list
+        The slices, in the order given.
+    excluded : list of (Path, str)
+        The others with the reason.
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> from dataclasses import replace
+    >>> h = read_ct_header(get_testdata_file("CT_small.dcm"))
+    >>> scout = replace(h, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+    >>> kept, excluded = leave_out_non_slices([h, scout])
+    >>> len(kept), excluded[0][1]
+    (1, 'a localizer (scout) image (ImageType LOCALIZER), not a slice of the series')
+    """
+    excluded: list[tuple[Path, str]] = []
+    kept = []
+    for s in slices:
+        if s.is_localizer:
+            excluded.append((s.path, "a localizer (scout) image (ImageType LOCALIZER), not a slice of the series"))
+        else:
+            kept.append(s)
+    if kept:
+        shape = Counter(s.shape for s in kept).most_common(1)[0][0]
+        excluded += [(s.path, f"size {s.shape} differs from the series' {shape}") for s in kept if s.shape != shape]
+        kept = [s for s in kept if s.shape == shape]
+    normals = [s.normal for s in kept if s.normal is not None]
+    if normals:
+        key = Counter(tuple(np.round(n, 2)) for n in normals).most_common(1)[0][0]
+        normal = next(n for n in normals if tuple(np.round(n, 2)) == key)
+        off = [s for s in kept if s.normal is not None and 1 - abs(float(s.normal @ normal)) > _ORIENTATION_TOL]
+        excluded += [(s.path, "orientation differs from the series' (a scout or a reformat)") for s in off]
+        gone = {id(s) for s in off}
+        kept = [s for s in kept if id(s) not in gone]
+    return kept, excluded
+
+
 def read_ct_series(paths_or_dir: str | Path | Iterable[str | Path]) -> CtSeries:
     """Read one CT series and sort its slices along the slice normal.
 
@@ -398,26 +449,12 @@ def read_ct_series(paths_or_dir: str | Path | Iterable[str | Path]) -> CtSeries:
         odd = next(s for s in slices if s.series_uid != series[0][0])
         raise InputFileError(odd.path, f"belongs to series {odd.series_uid!r}, the others to {series[0][0]!r}; "
                                        "read one series at a time")
-    excluded: list[tuple[Path, str]] = []
-    kept = []
-    for s in slices:
-        if s.is_localizer:
-            excluded.append((s.path, "localizer (ImageType LOCALIZER)"))
-        else:
-            kept.append(s)
-    if kept:
-        shape = Counter(s.shape for s in kept).most_common(1)[0][0]
-        excluded += [(s.path, f"size {s.shape} differs from the series' {shape}") for s in kept if s.shape != shape]
-        kept = [s for s in kept if s.shape == shape]
+    kept, excluded = leave_out_non_slices(slices)
     normals = [s.normal for s in kept if s.normal is not None]
     normal = None
     if normals:
         key = Counter(tuple(np.round(n, 2)) for n in normals).most_common(1)[0][0]
         normal = next(n for n in normals if tuple(np.round(n, 2)) == key)
-        off = [s for s in kept if s.normal is not None and 1 - abs(float(s.normal @ normal)) > _ORIENTATION_TOL]
-        excluded += [(s.path, "orientation differs from the series'") for s in off]
-        gone = {id(s) for s in off}
-        kept = [s for s in kept if id(s) not in gone]
     for p, reason in excluded:
         log.info("%s: left out of the series: %s", p, reason)
     if not kept:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from cadx.errors import ConfigError, require_extra
-from cadx.io.atomic import atomic_path
+from cadx.io.atomic import atomic_path, prepare_output_folder
 from cadx.synth.ct_render import BLEED_CODE0, SUBTYPES, TISSUES, Bleed, Head, Pose, StudyGrid, render_slice
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,8 @@ def generate_ct(
     ------
     ConfigError
         An option out of range.
+    OutputPathError
+        ``out_dir`` is a file or cannot be created.
     MissingExtraError
         pydicom is not installed (``pip install 'cadx[ct]'``).
 
@@ -176,7 +178,7 @@ def generate_ct(
                               "repeat_fraction": repeat_fraction, "duplicate_fraction": duplicate_fraction},
                    noise_hu=noise_hu)
     pydicom = require_extra("pydicom", "ct")
-    out = Path(out_dir)
+    out = prepare_output_folder(out_dir)  # a file in the way: one line naming it, before any work
     plans = _plan_studies(studies, seed, slices_per_study, wrap_fraction, bleed_fraction, repeat_fraction)
     ids = _IdMaker(np.random.default_rng((seed, 7)))
     spacing = _FOV_MM / size_px

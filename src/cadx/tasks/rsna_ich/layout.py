@@ -227,8 +227,8 @@ def read_rsna_data(root: str | Path, *, labels_csv: str = LABELS_CSV, images_dir
     Raises
     ------
     InputFileError
-        A CSV problem (see :func:`read_long_csv`), or a listed image without its file (the first
-        named, with the count).
+        A CSV problem (see :func:`read_long_csv`), a listed image without its file, or a listed
+        image that is a localizer (the first named, with the count).
     CadxError
         Headers that cannot be read (the first named, with the count).
     """
@@ -248,6 +248,11 @@ def read_rsna_data(root: str | Path, *, labels_csv: str = LABELS_CSV, images_dir
         more = f" (and {len(report.failures) - 1} more unreadable headers)" if len(report.failures) > 1 else ""
         raise CadxError(f"{report.failures[0][1]}{more}")
     headers = [h for _, h in report.done]
+    scouts = [h for h in headers if h.is_localizer]
+    if scouts:
+        more = f" (and {len(scouts) - 1} more localizers)" if len(scouts) > 1 else ""
+        raise InputFileError(scouts[0].path, f"a localizer (scout) image (ImageType LOCALIZER), not a slice; "
+                             f"remove it from {table.path.name}{more}")
     return CtImages(
         image_ids=list(table.image_ids), paths=paths, labels=table.values.astype(np.uint8),
         patients=[h.patient_id or h.study_uid for h in headers], studies=[h.study_uid for h in headers],

@@ -5,7 +5,9 @@ rows per slice (the image id from the header's SOPInstanceUID). ``OUT/studies.cs
 study: ``study,patient,slices`` and, per label, the maximum probability over the study's slices.
 ``OUT/predict.json`` records the model, the input recipe and the files that failed. Slices are grouped
 by series and sorted by position so 2.5D neighbours are the true neighbours; an unreadable file is
-reported and the others are predicted (as neighbours it is left out).
+reported and the others are predicted (as neighbours it is left out). Localisers (scouts) and images
+whose size or orientation differ from the rest of their series are left out and reported the same way
+(:func:`cadx.io.dicom.leave_out_non_slices`).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def predict_ct(paths: Sequence[str | Path], predictor: Predictor, meta: dict[str
     CheckpointError
         Not a head-CT checkpoint.
     """
-    from cadx.io.dicom import read_ct_slice
+    from cadx.io.dicom import leave_out_non_slices, read_ct_slice
 
     spec = checkpoint_ct_input(meta)
     windows = [tuple(w) for w in spec["windows"]]
@@ -128,6 +130,16 @@ def predict_ct(paths: Sequence[str | Path], predictor: Predictor, meta: dict[str
             continue
         seen[s.image_id] = p
         slices.append(s)
+    by_series: dict[str, list] = {}
+    for s in slices:
+        by_series.setdefault(s.series_uid, []).append(s)
+    left_out: set[int] = set()
+    for members in by_series.values():  # localisers and images of another size or orientation
+        kept, excluded = leave_out_non_slices(members)
+        kept_ids = {id(s) for s in kept}
+        left_out |= {id(s) for s in members if id(s) not in kept_ids}
+        report.failures += [(Path(p), f"left out: {why}") for p, why in excluded]
+    slices = [s for s in slices if id(s) not in left_out]
     context = context_indices([s.series_uid for s in slices], [slice_z(s.position_mm, s.orientation) for s in slices],
                               ctx)
     # group by series in position order
