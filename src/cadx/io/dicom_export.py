@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import functools
-
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
