@@ -33,10 +33,10 @@ TARGET_ANY_AUC = 0.95
 BRAIN_WINDOW = (40.0, 80.0)
 
 
-def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 60, n_test: int = 30,
-             slices_per_study: int = 24, size_px: int = 256, bleed_fraction: float = 0.5, image_size: int = 128,
-             warmup_steps: int = 30, finetune_steps: int = 60, sequence_steps: int = 200,
-             gallery_slices: int = 3, max_flagged: int = 8) -> dict[str, Any]:
+def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 48, n_test: int = 24,
+             slices_per_study: int = 24, size_px: int = 128, bleed_fraction: float = 0.5, image_size: int = 96,
+             warmup_steps: int = 20, finetune_steps: int = 40, sequence_steps: int = 200,
+             gallery_slices: int = 3, max_flagged: int = 8, flag_threshold: float = 0.5) -> dict[str, Any]:
     """Run the head-CT pipeline on generated studies; returns the summary (also ``summary.json``).
 
     Parameters
@@ -62,6 +62,9 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 60, n_test
         Positive held-out slices explained with Grad-CAM (one map per label present or predicted).
     max_flagged : int
         Most flagged slices of the exported study written as Secondary Capture images.
+    flag_threshold : float
+        Sequence-model "any" probability from which a slice is flagged; the study with the highest
+        one is exported as DICOM when it reaches this (0: always the top study and slice).
     """
     from cadx.inference.predictor import load_predictor
     from cadx.synth.ct import generate_ct
@@ -128,7 +131,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 60, n_test
     slice_probs = dict(zip(report.image_ids, report.probs, strict=True))
     gallery = _gallery(ckpt, spec, test_images, slice_probs, out / "gallery", n_slices=gallery_slices)
     dicom = _dicom_results(ckpt, spec, test_images, test_order, seq_probs, out / "dicom_results",
-                           max_flagged=max_flagged)
+                           max_flagged=max_flagged, threshold=flag_threshold)
     times["explain"] = time.perf_counter() - t
 
     print("[6/6] report")
@@ -288,7 +291,8 @@ def _gallery(ckpt: Path, spec: dict[str, Any], images: Any, probs: dict[str, np.
 
 
 def _dicom_results(ckpt: Path, spec: dict[str, Any], images: Any, orders: list[list[int]],
-                   seq_probs: list[np.ndarray], folder: Path, *, max_flagged: int) -> dict[str, Any] | None:
+                   seq_probs: list[np.ndarray], folder: Path, *, max_flagged: int, threshold: float
+                   ) -> dict[str, Any] | None:
     """Secondary Capture of the flagged slices and a findings SR for the study most likely to bleed."""
     from cadx.io.dicom import read_ct_slice
     from cadx.io.dicom_export import write_findings_sr, write_secondary_capture
@@ -297,11 +301,11 @@ def _dicom_results(ckpt: Path, spec: dict[str, Any], images: Any, orders: list[l
 
     study_p = [p.max(axis=0) for p in seq_probs]
     best = int(np.argmax([p[5] for p in study_p]))
-    if study_p[best][5] < 0.5:
+    if study_p[best][5] < threshold:
         log.info("no held-out study has a predicted bleed; no DICOM results written")
         return None
     order, p = orders[best], seq_probs[best]
-    flagged = [order[j] for j in np.argsort(-p[:, 5])[:max_flagged] if p[j, 5] >= 0.5]
+    flagged = [order[j] for j in np.argsort(-p[:, 5])[:max_flagged] if p[j, 5] >= threshold]
     flagged.sort(key=lambda i: images.z_mm[i])
     cams = _cams(ckpt, spec, images, flagged, [5] * len(flagged))
     overlays = [overlay_map(_brain_rgb(read_ct_slice(images.paths[i]).hu), cam) for i, cam in zip(flagged, cams,
