@@ -13,7 +13,10 @@ def test_demo_all_small(tmp_path):
     options = {"camelyon16": {"seed": 5, "size_px": 4096, "n_train": 2, "n_test": 4, "tumor_contrast": 0.6,
                               "warmup_steps": 2, "finetune_steps": 2},
                "derm": {"seed": 5, "n_train": 48, "n_test": 24, "image_size": 64, "warmup_steps": 3,
-                        "finetune_steps": 3, "explain_images": 4, "gallery_size": 2}}
+                        "finetune_steps": 3, "explain_images": 4, "gallery_size": 2},
+               "ct": {"seed": 5, "n_train": 6, "n_test": 3, "slices_per_study": 6, "size_px": 64, "image_size": 64,
+                      "bleed_fraction": 1.0, "warmup_steps": 2, "finetune_steps": 2, "sequence_steps": 4,
+                      "gallery_slices": 1, "flag_threshold": 0.0}}
     result = run_demos(tmp_path, "all", options=options)
     assert result["failed"] == []
     task = tmp_path / "camelyon16"
@@ -36,7 +39,7 @@ def test_demo_all_small(tmp_path):
 
     index = (tmp_path / "index.html").read_text()
     assert 'href="camelyon16/report.html"' in index and f"slide AUC {metrics['slide_auc']:.3f}" in index
-    assert [t["error"] for t in json.loads((tmp_path / "index.json").read_text())["tasks"]] == [None, None]
+    assert [t["error"] for t in json.loads((tmp_path / "index.json").read_text())["tasks"]] == [None, None, None]
 
     derm = tmp_path / "derm"
     d_metrics = json.loads((derm / "metrics.json").read_text())
@@ -50,3 +53,40 @@ def test_demo_all_small(tmp_path):
     d_page = (derm / "report.html").read_text()
     assert f"{d_metrics['balanced_accuracy']:.3f}" in d_page and 'href="derm/report.html"' in index
     assert len(list((derm / "gallery").glob("*.png"))) >= 2
+
+    _check_ct(tmp_path / "ct", index)
+
+
+def _check_ct(task, index):
+    import pydicom
+
+    from cadx.tasks.rsna_ich.layout import read_long_csv, read_rsna_data
+
+    train, test = read_rsna_data(task / "data_train"), read_rsna_data(task / "data_test")
+    assert not set(train.patients) & set(test.patients)  # held-out studies are of other patients
+    held_out = set(test.image_ids)
+    assert len(held_out) == 3 * 6
+    for csv in (task / "predictions" / "submission.csv", task / "predictions_sequence" / "submission.csv"):
+        rows = csv.read_text().splitlines()
+        assert rows[0] == "ID,Label" and len(rows) == 1 + 6 * len(held_out)
+        assert set(read_long_csv(csv, what="predictions", binary=False).image_ids) == held_out
+    metrics = json.loads((task / "metrics.json").read_text())
+    seq = json.loads((task / "predictions_sequence" / "metrics.json").read_text())
+    summary = json.loads((task / "summary.json").read_text())
+    assert metrics["images"] == seq["images"] == 18
+    assert summary["headline"] == {"weighted log loss": metrics["weighted_log_loss"],
+                                   "with sequence model": seq["weighted_log_loss"],
+                                   "any AUC": next(r["auc"] for r in metrics["per_label"] if r["label"] == "any")}
+    page = (task / "report.html").read_text()
+    assert f"{metrics['weighted_log_loss']:.4f}" in page and f"{seq['weighted_log_loss']:.4f}" in page
+    assert list((task / "gallery").glob("*.png")) and 'href="ct/report.html"' in index
+
+    dicom = summary["dicom_results"]  # flag_threshold 0: the tiny model's top study is always exported
+    study = dicom["study"]
+    assert study in set(test.studies) and (task / "dicom_results" / study).is_dir()
+    assert len(dicom["secondary_capture"]) >= 1
+    for path in [*dicom["secondary_capture"], dicom["sr"]]:
+        ds = pydicom.dcmread(path)
+        assert ds.StudyInstanceUID == study and ds.PatientID == test.patients[test.studies.index(study)]
+        assert ds.SOPClassUID in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.33")  # SC, Comprehensive SR
+    assert not list((task / "data_test").rglob("sc_*.dcm")) and not list((task / "data_test").rglob("*sr*.dcm"))

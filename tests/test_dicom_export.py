@@ -117,3 +117,24 @@ def test_export_refuses_the_input_folder_and_mixed_studies(tmp_path):
     with pytest.raises(InputFileError, match="not a readable DICOM"):
         write_findings_sr(tmp_path / "out" / "sr.dcm", [tmp_path / "junk.dcm"], {"any": 0.5})
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_export_of_anonymised_rsna_headers_quietly(tmp_path):
+    """RSNA 2019 files have no PatientName / StudyDate / ... and ``ID_...`` UIDs: both writers still work."""
+    paths = _ct_slices(tmp_path / "in", 2, study_uid="ID_0a1b2c3d4e")
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        for name in ("PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                     "AccessionNumber", "ReferringPhysicianName"):
+            delattr(ds, name)
+        ds.save_as(p)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sc = write_secondary_capture(tmp_path / "out" / "sc", paths, _images(2), series_description="cam")
+        sr = write_findings_sr(tmp_path / "out" / "sr.dcm", paths, {"any": 0.75})
+    assert not [w for w in caught if "Invalid value for VR UI" in str(w.message)]
+    for path in [*sc, sr]:
+        ds = pydicom.dcmread(path)
+        assert ds.StudyInstanceUID == "ID_0a1b2c3d4e" and ds.PatientID == "ID_patient7" and ds.PatientName == ""

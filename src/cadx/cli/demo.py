@@ -12,7 +12,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     camelyon = {"seed": args.seed, "size_px": args.size, "n_train": args.train_slides, "n_test": args.test_slides,
                 "tumor_contrast": args.contrast, "max_lesion_um": args.max_lesion_um}
-    result = run_demos(args.out, args.task, options={"camelyon16": camelyon, "derm": {"seed": args.seed}})
+    result = run_demos(args.out, args.task, options={"camelyon16": camelyon, "derm": {"seed": args.seed},
+                                                                 "ct": {"seed": args.seed}})
     return 0 if not result["failed"] else 1
 
 

@@ -69,6 +69,10 @@ def _quiet_uids() -> Iterator[None]:
         logger.removeFilter(_UID_FILTER)
 
 
+#: Public name of :func:`_quiet_uids` for the DICOM writers (RSNA image ids are not valid UIDs).
+quiet_uids = _quiet_uids
+
+
 @dataclass(frozen=True)
 class CtHeader:
     """What cadx uses from a CT slice's header (no pixels).

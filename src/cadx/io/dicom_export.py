@@ -11,6 +11,8 @@ is written to a temporary name and renamed when complete (:func:`cadx.io.atomic.
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +41,20 @@ _SCHEME = "99CADX"
 Source = Any  # a pydicom Dataset (read from a file, with or without pixels) or a path to a DICOM file
 
 
+def _quiet(func: Any) -> Any:
+    """Run ``func`` without pydicom's invalid-UID warnings (RSNA ids such as ``ID_0a1b`` are not UIDs)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cadx.io.dicom import quiet_uids
+
+        with quiet_uids():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet
 def write_secondary_capture(
     out_dir: str | Path,
     source_datasets: Sequence[Source],
@@ -117,6 +133,7 @@ def write_secondary_capture(
     return written
 
 
+@_quiet
 def write_findings_sr(
     path: str | Path,
     source_datasets: Sequence[Source],
@@ -198,14 +215,27 @@ def _header(source: Source) -> Any:
     """The source as a pydicom Dataset (files read without pixel data)."""
     pydicom = require_extra("pydicom", "ct")
     if isinstance(source, pydicom.Dataset):
-        return source
+        return _with_type2(copy.copy(source))
     path = Path(source)
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return _with_type2(pydicom.dcmread(path, stop_before_pixels=True))
     except FileNotFoundError:
         raise InputFileError(path, "no such file") from None
     except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError) as exc:
         raise InputFileError(path, f"not a readable DICOM file ({type(exc).__name__})") from None
+
+
+#: Type 2 patient/study attributes highdicom copies from the source; anonymised sets (RSNA 2019) lack them.
+_TYPE2 = ("PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
+          "ReferringPhysicianName")
+
+
+def _with_type2(ds: Any) -> Any:
+    """``ds`` with each missing attribute of :data:`_TYPE2` present and empty (DICOM's "unknown")."""
+    for name in _TYPE2:
+        if name not in ds:
+            setattr(ds, name, "")
+    return ds
 
 
 def _where(ds: Any) -> str:

@@ -12,4 +12,5 @@ from __future__ import annotations
 TASKS: dict[str, tuple[str, str]] = {
     "camelyon16": ("CAMELYON16: lymph-node metastases on whole slides", "cadx.tasks.camelyon16.demo"),
     "derm": ("ISIC 2019 dermoscopy: melanoma, naevus, basal cell carcinoma", "cadx.tasks.isic2019.demo"),
+    "ct": ("RSNA 2019 head CT: intracranial haemorrhage, five subtypes and any", "cadx.tasks.rsna_ich.demo"),
 }
