@@ -33,9 +33,9 @@ TARGET_ANY_AUC = 0.95
 BRAIN_WINDOW = (40.0, 80.0)
 
 
-def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 48, n_test: int = 24,
-             slices_per_study: int = 24, size_px: int = 128, bleed_fraction: float = 0.5, image_size: int = 96,
-             warmup_steps: int = 20, finetune_steps: int = 40, sequence_steps: int = 200,
+def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 64, n_test: int = 24,
+             slices_per_study: int = 24, size_px: int = 256, bleed_fraction: float = 0.8, image_size: int = 160,
+             warmup_steps: int = 20, finetune_steps: int = 160, sequence_steps: int = 200,
              gallery_slices: int = 3, max_flagged: int = 8, flag_threshold: float = 0.5) -> dict[str, Any]:
     """Run the head-CT pipeline on generated studies; returns the summary (also ``summary.json``).
 
