@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ConfigDict, ValidationError, ValidationInfo, model_validator
+from pydantic import ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from cadx.errors import ConfigError
@@ -158,3 +158,34 @@ def check_architecture(value: str) -> str:
     if not timm.is_model(value):
         raise ValueError(f"timm has no architecture {value!r}")
     return value
+
+
+@dataclass(config=CONFIG_DICT)
+class ModelTrainConfig(ValidatedConfig):
+    """Base of the tasks' training configs: checks their ``model`` and ``pretrained`` fields and reads YAML.
+
+    Subclasses declare ``model: str`` and ``pretrained: bool | str`` themselves (with their own
+    defaults); an unknown architecture or a missing weights file is a
+    :class:`~cadx.errors.ConfigError` before any work starts.
+    """
+
+    @field_validator("pretrained", check_fields=False)
+    @classmethod
+    def _weights_file(cls, value: bool | str) -> bool | str:
+        return check_weights_source(value)
+
+    @field_validator("model", check_fields=False)
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        return check_architecture(value)
+
+    @classmethod
+    def from_yaml(cls: type[T], path: str | Path) -> T:
+        """Read and validate a YAML file whose keys are this class's fields.
+
+        Raises
+        ------
+        ConfigError
+            One line naming the file and the key.
+        """
+        return load_yaml_config(path, cls)

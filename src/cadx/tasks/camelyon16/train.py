@@ -29,10 +29,7 @@ from cadx.preprocessing.augment import TileAugment
 from cadx.tasks.camelyon16.layout import Camelyon16Layout
 from cadx.training.config import (
     CONFIG_DICT,
-    ValidatedConfig,
-    check_architecture,
-    check_weights_source,
-    load_yaml_config,
+    ModelTrainConfig,
 )
 from cadx.training.loop import RESUME_FILE, FitResult, fit, read_resume_file
 from cadx.training.recipe import TqdmProgress, phases_for
@@ -47,7 +44,7 @@ JITTER_FRAC = 0.1
 
 
 @dataclass(config=CONFIG_DICT)
-class TrainConfig(ValidatedConfig):
+class TrainConfig(ModelTrainConfig):
     """Everything a training run depends on (validated on creation, saved in the checkpoint).
 
     Invalid values (wrong type, out of range, unknown key, a ``data_dir`` without
@@ -120,26 +117,8 @@ class TrainConfig(ValidatedConfig):
             raise ValueError(f"{value} has no {' or '.join(missing)} folder (CAMELYON16 layout)")
         return value
 
-    @field_validator("pretrained")
-    @classmethod
-    def _weights_file(cls, value: bool | str) -> bool | str:
-        return check_weights_source(value)
 
-    @field_validator("model")
-    @classmethod
-    def _known_architecture(cls, value: str) -> str:
-        return check_architecture(value)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        """Read and validate a YAML file whose keys are this class's fields.
-
-        Raises
-        ------
-        ConfigError
-            One line naming the file and the key (see :mod:`cadx.training.config`).
-        """
-        return load_yaml_config(path, cls)
 
 
 def split_slides(index: TileIndex, val_fraction: float, seed: int) -> tuple[list[str], list[str]]:

@@ -45,10 +45,7 @@ from cadx.preprocessing.images import ImagePreprocess
 from cadx.tasks.isic2019.layout import DermImages, is_isic_layout, isic_classes, parse_classes, read_derm_data
 from cadx.training.config import (
     CONFIG_DICT,
-    ValidatedConfig,
-    check_architecture,
-    check_weights_source,
-    load_yaml_config,
+    ModelTrainConfig,
 )
 from cadx.training.loop import RESUME_FILE, FitResult, fit, read_resume_file
 from cadx.training.recipe import TqdmProgress, phases_for
@@ -62,7 +59,7 @@ CACHE_BYTES = 2 * 1024**3
 
 
 @dataclass(config=CONFIG_DICT)
-class DermTrainConfig(ValidatedConfig):
+class DermTrainConfig(ModelTrainConfig):
     """Everything a dermoscopy training run depends on (validated on creation, saved in the checkpoint).
 
     Invalid values (wrong type, out of range, unknown key, a ``data_dir`` that is neither layout,
@@ -160,26 +157,8 @@ class DermTrainConfig(ValidatedConfig):
             raise ValueError(str(exc).removeprefix("classes: ")) from None
         return "all" if names is None else ",".join(names)
 
-    @field_validator("pretrained")
-    @classmethod
-    def _weights_file(cls, value: bool | str) -> bool | str:
-        return check_weights_source(value)
 
-    @field_validator("model")
-    @classmethod
-    def _known_architecture(cls, value: str) -> str:
-        return check_architecture(value)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> DermTrainConfig:
-        """Read and validate a YAML file whose keys are this class's fields.
-
-        Raises
-        ------
-        ConfigError
-            One line naming the file and the key (see :mod:`cadx.training.config`).
-        """
-        return load_yaml_config(path, cls)
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

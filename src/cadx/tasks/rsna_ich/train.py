@@ -34,10 +34,7 @@ from cadx.preprocessing.ct_window import DEFAULT_WINDOWS
 from cadx.tasks.rsna_ich.layout import SUBTYPES, CtImages, is_rsna_layout, patient_split, read_rsna_data
 from cadx.training.config import (
     CONFIG_DICT,
-    ValidatedConfig,
-    check_architecture,
-    check_weights_source,
-    load_yaml_config,
+    ModelTrainConfig,
 )
 from cadx.training.loop import FitResult, fit
 from cadx.training.recipe import TqdmProgress, phases_for
@@ -51,7 +48,7 @@ CACHE_BYTES = 2 * 1024**3
 
 
 @dataclass(config=CONFIG_DICT)
-class CtTrainConfig(ValidatedConfig):
+class CtTrainConfig(ModelTrainConfig):
     """Everything a head-CT training run depends on (validated on creation, saved in the checkpoint).
 
     Attributes
@@ -135,20 +132,8 @@ class CtTrainConfig(ValidatedConfig):
             raise ValueError("needs at least one [centre, width] window")
         return value
 
-    @field_validator("pretrained")
-    @classmethod
-    def _weights_file(cls, value: bool | str) -> bool | str:
-        return check_weights_source(value)
 
-    @field_validator("model")
-    @classmethod
-    def _known_architecture(cls, value: str) -> str:
-        return check_architecture(value)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> CtTrainConfig:
-        """Read and validate a YAML file whose keys are this class's fields (ConfigError naming file and key)."""
-        return load_yaml_config(path, cls)
 
     def ct_input(self) -> dict[str, Any]:
         """The input recipe recorded in the checkpoint (``extra["ct_input"]``), plain types."""
