@@ -17,9 +17,9 @@ $(PY):
 
 venv: $(PY)
 
-# The demo runs inference through ONNX Runtime (the `onnx` extra) and Grad-CAM (the `explain` extra).
+# The demo runs inference through ONNX Runtime (`onnx`), Grad-CAM (`explain`) and DICOM (`ct`).
 install: $(PY)
-	$(PIP_INSTALL) -e '.[onnx,explain]'
+	$(PIP_INSTALL) -e '.[onnx,explain,ct]'
 
 install-dev: $(PY)
 	$(PIP_INSTALL) -e '.[dev]'
