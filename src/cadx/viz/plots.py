@@ -172,27 +172,14 @@ def plot_roc_ovr(path: str | Path, y_true: Sequence[int], proba: np.ndarray, cla
     >>> p.read_bytes()[:4]
     b'\\x89PNG'
     """
-    from matplotlib.figure import Figure
-
     y = np.asarray(y_true, np.int64).ravel()
     p = np.asarray(proba, np.float64)
     names = [str(n) for n in class_names]
     if p.ndim != 2 or p.shape != (y.size, len(names)):
         raise ValueError(f"proba of shape {p.shape} for {y.size} labels and {len(names)} classes")
-    fig = Figure(figsize=(4.2, 4.2), dpi=110)
-    ax = fig.subplots()
-    for k, name in enumerate(names):
-        is_k = (y == k).astype(int)
-        if 0 < is_k.sum() < y.size:
-            fpr, tpr, _ = roc_curve(is_k, p[:, k])
-            ax.plot(fpr, tpr, lw=2, label=f"{name} AUC {roc_auc(is_k, p[:, k]):.3f}")
-        else:
-            ax.plot([], [], lw=2, label=f"{name} AUC n/a")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    # one class against the rest is one label of a multi-label problem: the same curves
+    one_hot = (y[:, None] == np.arange(len(names))[None, :]).astype(np.int64)
+    return plot_roc_multilabel(path, one_hot, p, names, title=title)
 
 
 def plot_reliability(path: str | Path, bins_before, bins_after, *,
