@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,24 @@ def write_html(path: str | Path, template: str, **context: Any) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return Path(path)
+
+
+def require_keys(items: Sequence[Mapping[str, Any]], keys: set[str], what: str) -> list[dict[str, Any]]:
+    """Copies of ``items`` as dicts; a ``ValueError`` (a caller's bug) names an item lacking one of ``keys``.
+
+    Examples
+    --------
+    >>> require_keys([{"a": 1, "b": 2}], {"a"}, "rows")
+    [{'a': 1, 'b': 2}]
+    >>> require_keys([{"b": 2}], {"a"}, "rows")
+    Traceback (most recent call last):
+    ...
+    ValueError: rows[0] lacks a
+    """
+    out = []
+    for i, item in enumerate(items):
+        missing = keys - set(item)
+        if missing:
+            raise ValueError(f"{what}[{i}] lacks {', '.join(sorted(missing))}")
+        out.append(dict(item))
+    return out

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cadx.report.html import write_html
+from cadx.report.html import require_keys, write_html
 
 TEMPLATE = "isic2019.html.j2"
 #: Keys of ``plots`` the page shows; ``reliability`` may be left out (no calibration diagram).
@@ -20,15 +20,6 @@ _GALLERY_KEYS = {"image_png", "caption", "correct"}
 _FAITHFULNESS_KEYS = {"method", "drop_top", "drop_random", "passed"}
 _CALIBRATION_KEYS = {"temperature", "ece_before", "ece_after"}
 
-
-def _check_items(items: Sequence[Mapping[str, Any]], keys: set[str], what: str) -> list[dict[str, Any]]:
-    out = []
-    for i, item in enumerate(items):
-        missing = keys - set(item)
-        if missing:
-            raise ValueError(f"{what}[{i}] lacks {', '.join(sorted(missing))}")
-        out.append(dict(item))
-    return out
 
 
 def write_derm_report(path: str | Path, *, metrics: Mapping[str, Any], calibration: Mapping[str, Any],
@@ -80,8 +71,8 @@ def write_derm_report(path: str | Path, *, metrics: Mapping[str, Any], calibrati
     missing = _CALIBRATION_KEYS - set(calibration)
     if missing:
         raise ValueError(f"calibration lacks {', '.join(sorted(missing))}")
-    items = _check_items(gallery, _GALLERY_KEYS, "gallery")
-    rows = _check_items(faithfulness, _FAITHFULNESS_KEYS, "faithfulness")
+    items = require_keys(gallery, _GALLERY_KEYS, "gallery")
+    rows = require_keys(faithfulness, _FAITHFULNESS_KEYS, "faithfulness")
     return write_html(path, TEMPLATE, title=title, synthetic=bool(synthetic), metrics=dict(metrics),
                       calibration=dict(calibration), plots={k: Path(v) for k, v in plots.items()},
                       correct=[g for g in items if g["correct"]], wrong=[g for g in items if not g["correct"]],

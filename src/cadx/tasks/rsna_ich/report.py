@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cadx.report.html import write_html
+from cadx.report.html import require_keys, write_html
 
 __all__ = ["PLOT_KEYS", "TEMPLATE", "write_ct_report"]
 
@@ -82,7 +82,7 @@ def write_ct_report(
                 raise ValueError(f"metrics_sequence has no row for label {row['label']!r}")
             row["seq_log_loss"] = by_label[row["label"]]["log_loss"]
             row["seq_auc"] = by_label[row["label"]]["auc"]
-    items = _check_items(gallery, _GALLERY_KEYS, "gallery")
+    items = require_keys(gallery, _GALLERY_KEYS, "gallery")
     return write_html(path, TEMPLATE, title=title, synthetic=bool(synthetic), metrics_slice=dict(metrics_slice),
                       metrics_sequence=None if metrics_sequence is None else dict(metrics_sequence), rows=rows,
                       plots={k: Path(v) for k, v in plots.items()}, gallery=items, facts=dict(facts))
@@ -92,14 +92,5 @@ def _check_metrics(metrics: Mapping[str, Any], what: str) -> list[dict[str, Any]
     missing = _METRIC_KEYS - set(metrics)
     if missing:
         raise ValueError(f"{what} lacks {', '.join(sorted(missing))}")
-    return _check_items(metrics["per_label"], _LABEL_KEYS, f"{what}.per_label")
+    return require_keys(metrics["per_label"], _LABEL_KEYS, f"{what}.per_label")
 
-
-def _check_items(items: Sequence[Mapping[str, Any]], keys: set[str], what: str) -> list[dict[str, Any]]:
-    out = []
-    for i, item in enumerate(items):
-        missing = keys - set(item)
-        if missing:
-            raise ValueError(f"{what}[{i}] lacks {', '.join(sorted(missing))}")
-        out.append(dict(item))
-    return out
