@@ -104,6 +104,11 @@ def _ct(args: argparse.Namespace) -> int:
 _SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")
 
 
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                        help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx predict ...``."""
     predict = sub.add_parser("predict", help="run a checkpoint")
@@ -112,8 +117,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("slides", nargs="+", help="slide files and/or directories")
     pr.add_argument("--model", required=True, help="cadx checkpoint (.pt)")
     pr.add_argument("--out", required=True)
-    pr.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
-                    help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+    _add_backend(pr)
     pr.add_argument("--stride", type=positive_int,
                     help="tile stride in px at the model's resolution (default: tile size)")
     pr.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
@@ -134,8 +138,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pd.add_argument("--model", required=True, help="cadx checkpoint (.pt) from `cadx train derm`")
     pd.add_argument("--out", required=True, help="output folder (predictions.csv, predict.json)")
     pd.add_argument("--batch-size", type=positive_int, default=32, help="images per model call")
-    pd.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
-                    help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+    _add_backend(pd)
     pd.add_argument("--json", action="store_true", help="print probabilities and failures as JSON")
     pd.set_defaults(func=_derm)
 
@@ -144,7 +147,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("--model", required=True, help="cadx checkpoint (.pt) from `cadx train ct`")
     pc.add_argument("--out", required=True, help="output folder (submission.csv, studies.csv, predict.json)")
     pc.add_argument("--batch-size", type=positive_int, default=32, help="slices per model call")
-    pc.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
-                    help="auto: ONNX Runtime on CPU, PyTorch on a GPU")
+    _add_backend(pc)
     pc.add_argument("--json", action="store_true", help="print per-study probabilities and failures as JSON")
     pc.set_defaults(func=_ct)
