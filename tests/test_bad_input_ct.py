@@ -419,6 +419,15 @@ def test_train_a_bad_training_slice_is_named(rsna: Path, work: Path, capsys, nam
     assert not (work / "run/model.pt").exists()
 
 
+def test_train_a_corrupt_slice_read_in_a_worker_process_is_one_line(rsna: Path, work: Path, capsys):
+    """With DataLoader workers the slice is decoded in another process: still one line naming it."""
+    write_config(work / "c.yaml", "rsna", num_workers=1)
+    target = sorted((rsna / "stage_2_train").glob("*.dcm"))[3]
+    target.write_bytes((work / "dicoms" / "truncated.dcm").read_bytes())
+    assert_user_error(*train(capsys), f"rsna/stage_2_train/{target.name}", BAD_DICOMS["truncated.dcm"])
+    assert not (work / "run/model.pt").exists()
+
+
 def test_train_a_localiser_among_the_training_slices_is_named(rsna: Path, work: Path, capsys):
     target = sorted((rsna / "stage_2_train").glob("*.dcm"))[2]
     edit_dicom(target, target, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
