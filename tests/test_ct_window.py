@@ -63,3 +63,42 @@ def test_neighbour_stack_of_channels_is_offset_major():
     out = neighbour_stack(vol, 1)
     assert out.shape == (2, 2, 6)
     assert out[0, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5]
+
+
+def test_head_box_is_the_square_around_the_largest_body():
+    from cadx.preprocessing.ct_window import head_box
+
+    hu = np.full((100, 120), -1000.0)
+    yy, xx = np.mgrid[:100, :120]
+    hu[((yy - 50) / 30.0) ** 2 + ((xx - 60) / 20.0) ** 2 <= 1] = 40.0  # head: rows 20-80, cols 40-80
+    hu[95:98, 5:115] = 200.0  # the table: wider than the head but smaller
+    row0, col0, side = head_box(hu, margin=0.0)
+    assert side == 61 and (row0, col0) == (20, 30)
+    row0, col0, side = head_box(hu, margin=0.1)
+    assert side == round(61 * 1.2) and row0 < 20 and row0 + side > 81
+
+
+def test_crop_square_pads_with_fill_and_keeps_channels():
+    from cadx.preprocessing.ct_window import crop_square
+
+    img = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    out = crop_square(img, (-1, 1, 3), fill=-5.0)
+    assert out.shape == (3, 3, 2)
+    assert out[0].tolist() == [[-5.0, -5.0]] * 3
+    assert out[1, :2].tolist() == img[0, 1:].tolist() and out[1, 2].tolist() == [-5.0, -5.0]
+
+
+def test_head_crop_of_a_real_head_ct_keeps_the_whole_head():
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    from cadx.preprocessing.ct_window import BODY_THRESHOLD_HU, crop_square, head_box
+
+    ds = pydicom.dcmread(get_testdata_file("693_J2KI.dcm"))  # a real head CT slice
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    box = head_box(hu)
+    body = hu > BODY_THRESHOLD_HU
+    crop = crop_square(hu, box, fill=-1000.0)
+    assert crop.shape[0] < max(hu.shape)  # smaller than the field of view
+    # nearly all of the body lies inside the square (only small pieces such as the head rest left out)
+    assert (crop > BODY_THRESHOLD_HU).sum() >= 0.9 * body.sum()

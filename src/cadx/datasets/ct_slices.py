@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cadx.preprocessing.augment import to_model_input
-from cadx.preprocessing.ct_window import stack_windows, to_uint8
+from cadx.preprocessing.ct_window import crop_square, head_box, stack_windows, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,8 @@ def resize_square(img: np.ndarray, size_px: int) -> np.ndarray:
     return np.stack(chans, axis=-1).astype(np.float32)
 
 
-def ct_input(hus: Sequence[np.ndarray], *, windows: Sequence[Sequence[float]], image_size: int) -> np.ndarray:
+def ct_input(hus: Sequence[np.ndarray], *, windows: Sequence[Sequence[float]], image_size: int,
+             crop: str = "none") -> np.ndarray:
     """The model input of one slice from the HU images of its context.
 
     Parameters
@@ -41,6 +42,9 @@ def ct_input(hus: Sequence[np.ndarray], *, windows: Sequence[Sequence[float]], i
     windows : sequence of (centre, width) in HU
     image_size : int
         Side of the square the model sees, px.
+    crop : {"none", "head"}
+        ``"head"``: cut every context slice to the square around the head on the middle slice
+        (:func:`input_box`) before resizing, so the head fills the input; ``"none"``: the whole image.
 
     Returns
     -------
@@ -52,9 +56,65 @@ def ct_input(hus: Sequence[np.ndarray], *, windows: Sequence[Sequence[float]], i
     >>> x = ct_input([hu], windows=((40, 80),), image_size=2)
     >>> x[..., 0].tolist()
     [[0, 128], [255, 255]]
+    >>> big = np.full((8, 8), -1000.0); big[2:4, 2:4] = 80.0
+    >>> ct_input([big], windows=((40, 80),), image_size=2, crop="head")[..., 0].tolist()
+    [[255, 255], [255, 255]]
     """
+    box = input_box(hus[len(hus) // 2], crop)
+    if box is not None:
+        hus = [crop_square(np.asarray(hu, np.float32), box, fill=-1000.0) for hu in hus]
     parts = [resize_square(stack_windows(hu, windows), image_size) for hu in hus]
     return to_uint8(np.concatenate(parts, axis=-1))
+
+
+#: ``ct_input`` crops: the whole image, or the square around the head.
+CROPS = ("none", "head")
+
+
+def input_box(hu: np.ndarray, crop: str = "none") -> tuple[int, int, int] | None:
+    """The ``(row0, col0, side)`` square of a slice that :func:`ct_input` resizes (None: the whole image).
+
+    Examples
+    --------
+    >>> input_box(np.zeros((4, 4)), "none") is None
+    True
+    """
+    if crop not in CROPS:
+        raise ValueError(f"crop: expected one of {CROPS}, got {crop!r}")
+    return head_box(hu) if crop == "head" else None
+
+
+def map_to_slice(values: np.ndarray, box: tuple[int, int, int] | None, shape_hw: tuple[int, int]) -> np.ndarray:
+    """A map over the model input ``(S, S)`` (e.g. Grad-CAM) back onto the slice's ``(H, W)`` pixels.
+
+    Zero outside the cropped square; ``box=None`` (no crop) resizes to ``shape_hw``.
+
+    Examples
+    --------
+    >>> m = map_to_slice(np.ones((2, 2)), (1, 1, 2), (4, 4))
+    >>> m.astype(int).tolist()
+    [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    """
+    h, w = shape_hw
+    if box is None:
+        return _resize_map(values, (h, w))
+    row0, col0, side = box
+    square = _resize_map(values, (side, side))
+    out = np.zeros((h, w), np.float32)
+    r0, r1, c0, c1 = max(row0, 0), min(row0 + side, h), max(col0, 0), min(col0 + side, w)
+    if r0 < r1 and c0 < c1:
+        out[r0:r1, c0:c1] = square[r0 - row0:r1 - row0, c0 - col0:c1 - col0]
+    return out
+
+
+def _resize_map(values: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2-D float map to ``(H, W)``."""
+    values = np.asarray(values, np.float32)
+    if values.shape == tuple(shape_hw):
+        return values
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(values, mode="F").resize(shape_hw[::-1], Image.Resampling.BILINEAR), np.float32)
 
 
 def context_indices(series: Sequence[str], z_mm: Sequence[float], context_slices: int) -> np.ndarray:
@@ -130,6 +190,8 @@ class CtSliceDataset:
     seed : int
     cache : bool
         Keep each slice's input in memory after its first read.
+    crop : {"none", "head"}
+        See :func:`ct_input`.
 
     Notes
     -----
@@ -140,7 +202,7 @@ class CtSliceDataset:
     def __init__(self, paths: Sequence[str | Path], labels: np.ndarray, *, context: np.ndarray,
                  windows: Sequence[Sequence[float]], image_size: int, mean: Sequence[float], std: Sequence[float],
                  transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-                 seed: int = 0, cache: bool = False) -> None:
+                 seed: int = 0, cache: bool = False, crop: str = "none") -> None:
         self.paths = [Path(p) for p in paths]
         self.labels = np.asarray(labels, np.float32)
         self.context = np.asarray(context, np.int64)
@@ -148,6 +210,7 @@ class CtSliceDataset:
             raise ValueError(f"{len(self.paths)} paths, {len(self.labels)} labels, {len(self.context)} contexts")
         self.windows = tuple(tuple(float(v) for v in w) for w in windows)
         self.image_size = int(image_size)
+        self.crop = crop
         self.mean, self.std = tuple(mean), tuple(std)
         self.transform = transform
         self.seed = seed
@@ -164,7 +227,7 @@ class CtSliceDataset:
             from cadx.io.dicom import read_ct_slice
 
             hus = [read_ct_slice(self.paths[j]).hu for j in self.context[index]]
-            img = ct_input(hus, windows=self.windows, image_size=self.image_size)
+            img = ct_input(hus, windows=self.windows, image_size=self.image_size, crop=self.crop)
             if self.cache:
                 self._cache[index] = img
         return img

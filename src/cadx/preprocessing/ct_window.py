@@ -3,6 +3,10 @@
 A window (centre ``c``, width ``w``, both in HU) maps ``c - w/2`` to 0 and ``c + w/2`` to 1, linearly,
 clipping outside. Head CT models take three windows as the three channels of an RGB-like image
 (:data:`DEFAULT_WINDOWS`: brain, subdural, bone).
+
+:func:`head_box` finds the square around the head (its largest connected body of non-air pixels), so a
+model can see the head at a larger scale than the whole field of view allows; :func:`crop_square` cuts
+it out, padding with air where the square leaves the image.
 """
 
 from __future__ import annotations
@@ -70,6 +74,78 @@ def stack_windows(hu: np.ndarray, windows: Sequence[tuple[float, float]] = DEFAU
     out = np.empty((*hu.shape, len(windows)), np.float32)
     for i, (center, width) in enumerate(windows):
         out[..., i] = window(hu, center_hu=center, width_hu=width)
+    return out
+
+
+#: Pixels above this are the patient (skin, bone, brain); air and the scanner's air gap lie below.
+BODY_THRESHOLD_HU = -300.0
+
+
+def head_box(hu: np.ndarray, *, threshold_hu: float = BODY_THRESHOLD_HU, margin: float = 0.04
+             ) -> tuple[int, int, int]:
+    """The square ``(row0, col0, side)`` around the head on one slice, in pixels.
+
+    The head is the largest 4-connected region above ``threshold_hu`` (the table, head rest and cables
+    are smaller regions and are ignored); the square is centred on its bounding box, as wide as its
+    longer side plus ``margin`` of it on each side. It may extend past the image (see
+    :func:`crop_square`). A slice with no pixel above the threshold gives the whole image.
+
+    Parameters
+    ----------
+    hu : numpy.ndarray
+        ``(H, W)`` Hounsfield units.
+    threshold_hu : float
+        Body / air threshold, HU.
+    margin : float
+        Extra border on each side, as a fraction of the box side.
+
+    Returns
+    -------
+    tuple of int
+        ``(row0, col0, side)``: the square is ``hu[row0:row0 + side, col0:col0 + side]``.
+
+    Examples
+    --------
+    >>> hu = np.full((10, 12), -1000.0)
+    >>> hu[2:6, 3:9] = 40.0          # a 4 x 6 head
+    >>> hu[9, 0] = 40.0              # a speck of table: ignored
+    >>> head_box(hu, margin=0.0)
+    (1, 3, 6)
+    >>> head_box(np.full((4, 4), -1000.0))
+    (0, 0, 4)
+    """
+    from scipy import ndimage
+
+    hu = np.asarray(hu)
+    h, w = hu.shape
+    labels, n = ndimage.label(hu > threshold_hu)
+    if n == 0:
+        return 0, 0, max(h, w)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    rows, cols = ndimage.find_objects((labels == int(np.argmax(sizes))).astype(np.int32))[0]
+    side0 = max(rows.stop - rows.start, cols.stop - cols.start)
+    side = int(round(side0 * (1.0 + 2.0 * margin)))
+    row0 = int(round((rows.start + rows.stop - side) / 2.0))
+    col0 = int(round((cols.start + cols.stop - side) / 2.0))
+    return row0, col0, side
+
+
+def crop_square(img: np.ndarray, box: tuple[int, int, int], *, fill: float) -> np.ndarray:
+    """``img[row0:row0 + side, col0:col0 + side]`` (leading axes), padded with ``fill`` outside the image.
+
+    Examples
+    --------
+    >>> crop_square(np.arange(4.0).reshape(2, 2), (-1, 0, 3), fill=-1.0).tolist()
+    [[-1.0, -1.0, -1.0], [0.0, 1.0, -1.0], [2.0, 3.0, -1.0]]
+    """
+    row0, col0, side = box
+    h, w = img.shape[:2]
+    out = np.full((side, side, *img.shape[2:]), fill, dtype=img.dtype)
+    r0, r1 = max(row0, 0), min(row0 + side, h)
+    c0, c1 = max(col0, 0), min(col0 + side, w)
+    if r0 < r1 and c0 < c1:
+        out[r0 - row0:r1 - row0, c0 - col0:c1 - col0] = img[r0:r1, c0:c1]
     return out
 
 

@@ -288,10 +288,10 @@ def _plan_bleeds(rng: np.random.Generator, n_slices: int) -> tuple[Bleed, ...]:
         hu = float(rng.uniform(50, 90))
         angle = float(rng.uniform(-np.pi, np.pi))
         if kind == "epidural":
-            b = Bleed(kind, _slice_in(rng, top, 0.2, 0.8), half, hu, angle, size=float(rng.uniform(0.04, 0.09)),
+            b = Bleed(kind, _slice_in(rng, top, 0.2, 0.8), half, hu, angle, size=float(rng.uniform(0.06, 0.12)),
                       width=float(rng.uniform(0.25, 0.45)))
         elif kind == "subdural":
-            b = Bleed(kind, _slice_in(rng, top, 0.2, 0.85), half, hu, angle, size=float(rng.uniform(0.015, 0.04)),
+            b = Bleed(kind, _slice_in(rng, top, 0.2, 0.85), half, hu, angle, size=float(rng.uniform(0.025, 0.06)),
                       width=float(rng.uniform(0.7, 1.4)))
         elif kind == "intraparenchymal":
             b = Bleed(kind, _slice_in(rng, top, 0.25, 0.75), half, hu, angle, size=float(rng.uniform(0.04, 0.11)),

@@ -34,8 +34,8 @@ BRAIN_WINDOW = (40.0, 80.0)
 
 
 def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 64, n_test: int = 24,
-             slices_per_study: int = 24, size_px: int = 256, bleed_fraction: float = 0.8, image_size: int = 160,
-             warmup_steps: int = 20, finetune_steps: int = 160, sequence_steps: int = 200,
+             slices_per_study: int = 24, size_px: int = 256, bleed_fraction: float = 0.8, image_size: int = 128,
+             warmup_steps: int = 20, finetune_steps: int = 280, sequence_steps: int = 400,
              gallery_slices: int = 3, max_flagged: int = 8, flag_threshold: float = 0.5) -> dict[str, Any]:
     """Run the head-CT pipeline on generated studies; returns the summary (also ``summary.json``).
 
@@ -202,8 +202,8 @@ def _model_inputs(images: Any, spec: dict[str, Any], indices: list[int]) -> np.n
     windows = [tuple(w) for w in spec["windows"]]
     needed = sorted({int(j) for i in indices for j in context[i]})
     hus = {j: read_ct_slice(images.paths[j]).hu for j in needed}
-    return np.stack([ct_input([hus[int(j)] for j in context[i]], windows=windows, image_size=int(spec["image_size"]))
-                     for i in indices])
+    return np.stack([ct_input([hus[int(j)] for j in context[i]], windows=windows, image_size=int(spec["image_size"]),
+                              crop=spec["crop"]) for i in indices])
 
 
 def _studies(images: Any, predictor: Any, spec: dict[str, Any], *, batch: int = 64
@@ -231,7 +231,8 @@ def _sequence(train: dict[str, Any], test: dict[str, Any], split: dict[str, str]
     val = [s for k, s in train.items() if split.get(k) == "val"]
     if not val:  # tiny runs: hold out one training study
         fit_on, val = fit_on[:-1], fit_on[-1:]
-    cfg = SequenceTrainConfig(kind="gru", hidden=64, steps=steps, lr=3e-3, batch_studies=16,
+    # small and strongly regularised: the training studies' embeddings are in-sample for the slice model
+    cfg = SequenceTrainConfig(kind="gru", hidden=32, steps=steps, lr=3e-4, weight_decay=5e-2, batch_studies=16,
                               label_weights=tuple(RSNA_WEIGHTS), eval_every=max(5, steps // 10), patience=None,
                               seed=seed)
     model, result = train_sequence_model(fit_on, val, config=cfg, class_names=class_names)
@@ -246,18 +247,25 @@ def _brain_rgb(hu: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(grey)[..., None], 3, axis=-1)
 
 
-def _cams(ckpt: Path, spec: dict[str, Any], images: Any, indices: list[int], targets: list[int]) -> np.ndarray:
-    """Grad-CAM ``(N, S, S)`` of ``targets[i]`` (label index) on slice ``indices[i]``."""
+def _cams(ckpt: Path, spec: dict[str, Any], images: Any, indices: list[int], targets: list[int]) -> list[np.ndarray]:
+    """Grad-CAM of ``targets[i]`` (label index) on slice ``indices[i]``, on the slice's own pixels ``(H, W)``."""
     import torch
 
+    from cadx.datasets.ct_slices import input_box, map_to_slice
     from cadx.explain.cam import class_activation_maps
+    from cadx.io.dicom import read_ct_slice
     from cadx.models.checkpoint import load_checkpoint
     from cadx.preprocessing.augment import to_model_input
 
     model, _ = load_checkpoint(ckpt)
     config = model.cadx_config
     x = torch.from_numpy(to_model_input(_model_inputs(images, spec, indices), config.mean, config.std))
-    return class_activation_maps(model, x, method="gradcam", targets=targets)
+    cams = class_activation_maps(model, x, method="gradcam", targets=targets)
+    out = []
+    for i, cam in zip(indices, cams, strict=True):
+        hu = read_ct_slice(images.paths[i]).hu
+        out.append(map_to_slice(cam, input_box(hu, spec["crop"]), hu.shape))
+    return out
 
 
 def _gallery(ckpt: Path, spec: dict[str, Any], images: Any, probs: dict[str, np.ndarray], folder: Path, *,

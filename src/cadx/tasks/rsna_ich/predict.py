@@ -73,7 +73,8 @@ def find_dicoms(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def checkpoint_ct_input(meta: dict[str, Any], checkpoint: str | Path = "checkpoint") -> dict[str, Any]:
-    """The ``ct_input`` recipe a head-CT checkpoint records.
+    """The ``ct_input`` recipe a head-CT checkpoint records (``windows``, ``context_slices``, ``image_size``,
+    and ``crop``, which checkpoints from before cadx 0.3 lack: they saw the whole image, ``"none"``).
 
     Raises
     ------
@@ -84,7 +85,7 @@ def checkpoint_ct_input(meta: dict[str, Any], checkpoint: str | Path = "checkpoi
     if not isinstance(raw, dict) or not {"windows", "context_slices", "image_size"} <= set(raw):
         raise CheckpointError(checkpoint, "records no CT input recipe: not a head-CT model "
                               "(train one with `cadx train ct`)")
-    return raw
+    return {"crop": "none", **raw}
 
 
 def predict_ct(paths: Sequence[str | Path], predictor: Predictor, meta: dict[str, Any], out_dir: str | Path, *,
@@ -116,7 +117,7 @@ def predict_ct(paths: Sequence[str | Path], predictor: Predictor, meta: dict[str
 
     spec = checkpoint_ct_input(meta)
     windows = [tuple(w) for w in spec["windows"]]
-    size, ctx = int(spec["image_size"]), int(spec["context_slices"])
+    size, ctx, crop = int(spec["image_size"]), int(spec["context_slices"]), str(spec.get("crop", "none"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = CtPredictReport(submission=out / SUBMISSION_CSV, studies_csv=out / STUDIES_CSV)
@@ -148,7 +149,8 @@ def predict_ct(paths: Sequence[str | Path], predictor: Predictor, meta: dict[str
     rows: list[np.ndarray] = []
     for start in range(0, len(keys), batch_size):
         chunk = keys[start:start + batch_size]
-        x = np.stack([ct_input([slices[j].hu for j in context[i]], windows=windows, image_size=size) for i in chunk])
+        x = np.stack([ct_input([slices[j].hu for j in context[i]], windows=windows, image_size=size, crop=crop)
+                      for i in chunk])
         rows.append(np.asarray(predictor.predict(x), np.float32))
     report.image_ids = [slices[i].image_id for i in keys]
     report.probs = np.concatenate(rows) if rows else np.zeros((0, len(SUBTYPES)), np.float32)

@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
@@ -69,6 +69,9 @@ class CtTrainConfig(ModelTrainConfig):
         bone 600/2800).
     context_slices : {0, 1}
         2.5D: neighbours on each side added as channels (sorted by position within the series).
+    crop : {"head", "none"}
+        ``head``: each slice is cut to the square around the head before resizing (the head fills the
+        input instead of about two thirds of it); ``none``: the whole field of view.
     batch_size : int
     warmup_steps, lr_head : int, float
         Head-only warm-up: steps and peak learning rate.
@@ -100,6 +103,7 @@ class CtTrainConfig(ModelTrainConfig):
     windows: list[tuple[float, Annotated[float, Field(gt=0)]]] = Field(
         default_factory=lambda: [tuple(w) for w in DEFAULT_WINDOWS])
     context_slices: Annotated[int, Field(ge=0, le=1)] = 0
+    crop: Literal["none", "head"] = "head"
     batch_size: PositiveInt = 32
     warmup_steps: NonNegativeInt = 50
     finetune_steps: NonNegativeInt = 300
@@ -138,7 +142,7 @@ class CtTrainConfig(ModelTrainConfig):
     def ct_input(self) -> dict[str, Any]:
         """The input recipe recorded in the checkpoint (``extra["ct_input"]``), plain types."""
         return {"windows": [[float(c), float(w)] for c, w in self.windows],
-                "context_slices": int(self.context_slices), "image_size": int(self.image_size)}
+                "context_slices": int(self.context_slices), "image_size": int(self.image_size), "crop": self.crop}
 
 
 def weighted_bce(weights: tuple[float, ...] = RSNA_WEIGHTS) -> Any:
@@ -249,7 +253,7 @@ def train_ct(cfg: CtTrainConfig, *, show_progress: bool = True) -> Path:
         # contexts index into the full list, so every slice of a series stays reachable
         return CtSliceDataset(data.paths, data.labels, context=context, windows=cfg.windows,
                               image_size=cfg.image_size, mean=mc.mean, std=mc.std, transform=transform,
-                              seed=cfg.seed, cache=cache)
+                              seed=cfg.seed, cache=cache, crop=cfg.crop)
 
     train_ds = dataset(train_idx, HorizontalFlip() if cfg.flip else None)
     val_ds = torch.utils.data.Subset(dataset(val_idx, None), val_idx.tolist())
