@@ -190,7 +190,8 @@ def extract_features(
     overwrite : bool
         Extract every slide again.
     write_pt : bool
-        Also write the ``.pt`` files.
+        Also write the ``.pt`` files (without: a ``.pt`` of a slide extracted now is removed, as it
+        would hold other features).
     backend : {"serial", "process"}
         See :func:`~cadx.parallel.jobs.map_jobs` (``"process"`` needs a picklable predictor; on CPU
         one slide at a time with every core given to the encoder is the fast choice).
@@ -272,6 +273,8 @@ def _extract_one(path: Path, *, predictor: Predictor, out: Path, wanted: Callabl
             reused = False
     if write_pt:
         _write_pt(pt, tf.features)
+    elif not reused:  # a .pt of earlier features would pass for these
+        pt.unlink(missing_ok=True)
     if not reused:  # last: an .h5 no older than the .pt vouches for it
         write_features_h5(h5, tf.features, tf.coords_xy, tf.attrs)
     log.info("%s: %d tiles -> %s", path.name, len(tf), h5)
