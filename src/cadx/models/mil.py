@@ -126,10 +126,11 @@ class MaxPoolMIL(nn.Module):
     ``Linear(D, 512) + ReLU + Dropout`` then per-tile logits ``(N, 2)``; a tile's score is its tumour
     log-odds (logit 1 - logit 0) and the bag logits are those of the tile with the highest score.
 
-    Only the pooled tile gets a gradient, so a tumour tile that a random head ranks low is never
-    picked and never learnt (on generated bags, 3 of 5 seeds learnt nothing). The tile head therefore
-    starts at zero: the first updates make the score grow with a tile's (non-negative) embedding,
-    which ranks unusual tiles first (5 of 5 seeds learnt the planted tile). It is trained without
+    Only the pooled tile gets a gradient, so a tumour tile that a random head ranks low is rarely
+    picked and learnt late or never. The tile head therefore starts at zero: the first updates make
+    the score grow with a tile's (non-negative) embedding, which ranks unusual tiles first (on the
+    generated planted-tile bags of the tests, 300 bags x 4 epochs: 10 of 10 seeds learnt the tile,
+    against 4 of 5 with a random head). It is trained without
     :func:`instance_loss` (``uses_instance_loss`` is False): its instance scores are the scores it
     pools, and CLAM's bottom-k negatives would push a low-ranked tumour tile further down.
 
