@@ -4,7 +4,12 @@ Tile coordinates
     ``coords`` is an (N, 2) int64 dataset of level-0 ``(x, y)`` top-left corners, with CLAM's
     attributes (``patch_size``, ``patch_level``, ``downsample``, ``level_dim``, ``name``) and cadx's
     own (mpp, tile size, tissue threshold, how it was made). Per-tile arrays (``tissue_fraction``,
-    ``tumor_fraction``, ``tumor_fraction_center``, later ``features``) sit beside it with the same N.
+    ``tumor_fraction``, ``tumor_fraction_center``) sit beside it with the same N.
+
+Tile features
+    ``features`` is an (N, D) float32 dataset (one encoder vector per tile, provenance in its
+    attributes) beside ``coords`` (N, 2) int64 with CLAM's ``patch_level`` and ``patch_size``: the
+    layout of CLAM's ``h5_files``, so attention-MIL code on either side reads the other's files.
 
 Score grids
     ``scores`` is a (C, rows, cols) float32 dataset: C named channels (``channel_names``
@@ -434,3 +439,140 @@ def update_score_grid_attrs(path: str | Path, attrs: Mapping[str, Any]) -> Path:
         with h5py.File(tmp, "r+") as f:
             write_attrs(f["scores"].attrs, attrs)
     return path
+
+
+# --- tile features -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileFeatures:
+    """Contents of a features file: one feature vector per tile, CLAM's layout.
+
+    Attributes
+    ----------
+    features : ndarray of float32, shape (N, D)
+        Row ``i`` is the encoder's pooled features of tile ``i``.
+    coords_xy : ndarray of int64, shape (N, 2)
+        Level-0 ``(x, y)`` top-left corner of each tile.
+    attrs : dict
+        How the features were made (slide, mpp, tile size, encoder, weights, feature_dim,
+        cadx_version, ...): plain values. Empty for a file CLAM wrote.
+    """
+
+    features: np.ndarray
+    coords_xy: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.coords_xy)
+
+
+def write_features_h5(path: str | Path, features: np.ndarray, coords_xy: np.ndarray,
+                      attrs: Mapping[str, Any]) -> Path:
+    """Write a features file (atomic): ``features`` (N, D) float32 and ``coords`` (N, 2) int64.
+
+    The layout is CLAM's (``extract_features_fp.py``), so its MIL code reads the file unchanged:
+    ``coords`` carries ``patch_level = 0`` and ``patch_size`` = the tile's level-0 footprint;
+    ``attrs`` go on the ``features`` dataset (see :func:`write_attrs`).
+
+    Parameters
+    ----------
+    path : str or Path
+    features : array_like, shape (N, D)
+        Stored as float32.
+    coords_xy : array_like of int, shape (N, 2)
+        Level-0 ``(x, y)`` top-left corners, in the order of ``features``.
+    attrs : mapping
+        Provenance; must hold ``tile_size_level0_px`` (CLAM's ``patch_size``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not agree, or no ``tile_size_level0_px`` (a caller's bug).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> p = write_features_h5(pathlib.Path(tempfile.mkdtemp()) / "s.h5", f, [[0, 0], [448, 0]],
+    ...                       {"tile_size_level0_px": 448, "encoder": "resnet50_trunc"})
+    >>> tf = read_features_h5(p)
+    >>> len(tf), tf.features.shape, tf.coords_xy.tolist(), tf.attrs["encoder"]
+    (2, (2, 3), [[0, 0], [448, 0]], 'resnet50_trunc')
+    >>> read_features_attrs(p)[1]
+    2
+    """
+    import h5py
+
+    feats = np.asarray(features, dtype=np.float32)
+    coords = np.asarray(coords_xy, dtype=np.int64)
+    if feats.ndim != 2 or coords.ndim != 2 or coords.shape[1] != 2 or len(coords) != len(feats):
+        raise ValueError(f"expected features (N, D) and coords (N, 2), got {feats.shape} and {coords.shape}")
+    if "tile_size_level0_px" not in attrs:
+        raise ValueError("attrs must record tile_size_level0_px (CLAM's coords patch_size)")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("features", data=feats)
+        write_attrs(ds.attrs, attrs)
+        c = f.create_dataset("coords", data=coords)
+        write_attrs(c.attrs, {"patch_level": 0, "patch_size": int(attrs["tile_size_level0_px"])})
+    return Path(path)
+
+
+def _features_datasets(f: Any, path: Path) -> tuple[Any, Any]:
+    """The ``features`` and ``coords`` datasets of an open file, checked for shape and dtype."""
+    import h5py
+
+    ds = {k: f.get(k) for k in ("features", "coords")}
+    for name, d in ds.items():
+        if not isinstance(d, h5py.Dataset):
+            raise InputFileError(path, f"no '{name}' dataset: not a features file")
+    feats, coords = ds["features"], ds["coords"]
+    if (feats.ndim != 2 or coords.ndim != 2 or coords.shape[1] != 2 or feats.shape[0] != coords.shape[0]
+            or feats.dtype.kind != "f" or coords.dtype.kind not in "iu"):
+        raise InputFileError(path, f"features {feats.shape} {feats.dtype} and coords {coords.shape} {coords.dtype} "
+                                   "are not (N, D) floats and (N, 2) integers: not a features file")
+    return feats, coords
+
+
+def read_features_h5(path: str | Path) -> TileFeatures:
+    """Read a features file written by :func:`write_features_h5` (or by CLAM).
+
+    Returns
+    -------
+    TileFeatures
+        ``features`` as float32, ``coords_xy`` as int64.
+
+    Raises
+    ------
+    InputFileError
+        Missing, not HDF5, or without ``features`` (N, D) and ``coords`` (N, 2) datasets.
+    """
+    path = Path(path)
+    try:
+        with _open_h5(path, "features") as f:
+            feats, coords = _features_datasets(f, path)
+            return TileFeatures(features=feats[()].astype(np.float32, copy=False),
+                                coords_xy=coords[()].astype(np.int64, copy=False), attrs=plain_attrs(feats.attrs))
+    except OSError as exc:
+        raise InputFileError(path, f"unreadable HDF5 data ({exc})") from None
+
+
+def read_features_attrs(path: str | Path) -> tuple[dict[str, Any], int]:
+    """The attributes and tile count N of a features file, without reading its arrays.
+
+    Raises
+    ------
+    InputFileError
+        Missing, not HDF5, or not a features file.
+    """
+    path = Path(path)
+    try:
+        with _open_h5(path, "features") as f:
+            feats, _ = _features_datasets(f, path)
+            return plain_attrs(feats.attrs), int(feats.shape[0])
+    except OSError as exc:
+        raise InputFileError(path, f"unreadable HDF5 data ({exc})") from None

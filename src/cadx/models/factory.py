@@ -1,9 +1,11 @@
 """The one way cadx builds a model: :func:`create_model`.
 
 Models are built by *kind* through a small registry (:data:`MODEL_KINDS`): ``"classifier"``, a timm
-backbone with a fresh head, and ``"sequence"``, a study-level model over per-slice embeddings
-(:mod:`cadx.models.sequence`; architecture ``gru-<hidden>`` or ``conv-<hidden>``, ``in_chans`` = the
-embedding length). Every model carries a
+backbone with a fresh head; ``"encoder"``, a frozen timm backbone without a head whose outputs are
+its pooled features (:data:`RESNET50_TRUNC` is CLAM's ResNet-50 cut after ``layer3``); and
+``"sequence"``, a study-level model over per-slice embeddings (:mod:`cadx.models.sequence`;
+architecture ``gru-<hidden>`` or ``conv-<hidden>``, ``in_chans`` = the embedding length). Every model
+carries a
 :class:`~cadx.models.config.ModelConfig` (architecture, outputs, input size, mean, std, activation,
 where its weights came from) as ``model.cadx_config``; checkpoints save it, so preprocessing is
 never typed twice.
@@ -28,8 +30,8 @@ from cadx.models.weights import (
     rename_lukemelas_lite_keys,
 )
 
-__all__ = ["MODEL_KINDS", "SUPPORTED_MODELS", "ModelConfig", "ModelKind", "TileSpec", "build_from_config",
-           "create_model", "register_model_kind"]
+__all__ = ["DEFAULT_ENCODER", "MODEL_KINDS", "RESNET50_TRUNC", "SUPPORTED_MODELS", "ModelConfig", "ModelKind",
+           "TileSpec", "build_from_config", "create_model", "register_model_kind"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,13 @@ SUPPORTED_MODELS = (
     "vgg16_bn",
     "efficientnet_b4",
 )
+
+#: Encoder name of CLAM's feature extractor: timm's ``resnet50`` cut after ``layer3``, global average
+#: pool, 1024 features. Its weights are a ResNet-50 state dict (``layer4`` and ``fc`` are dropped).
+RESNET50_TRUNC = "resnet50_trunc"
+
+#: The encoder used when none is named: offline ImageNet weights ship for it, 1280 features.
+DEFAULT_ENCODER = "tf_efficientnet_lite0"
 
 #: What a kind's builder returns: the module (in train mode, on CPU) and where its weights came from.
 Built = tuple[Any, str]
@@ -59,19 +68,24 @@ class ModelKind:
         timm's ``pretrained_cfg`` (mean, std, input size), ``forward_features`` and ``forward_head``.
     default_activation : str
         The activation a model of this kind gets when none is asked for.
+    outputs : callable, optional
+        ``outputs(module) -> K`` for kinds whose output count the architecture fixes (an encoder's
+        feature length); ``None``: the ``num_classes`` asked for.
     """
 
     build: Callable[..., Built]
     default_activation: str
+    outputs: Callable[[Any], int] | None = None
 
 
 #: kind name -> :class:`ModelKind`. Add kinds with :func:`register_model_kind`.
 MODEL_KINDS: dict[str, ModelKind] = {}
 
 
-def register_model_kind(kind: str, build: Callable[..., Built], *, default_activation: str) -> None:
-    """Make ``create_model(..., kind=kind)`` and checkpoints of that kind buildable."""
-    MODEL_KINDS[kind] = ModelKind(build=build, default_activation=default_activation)
+def register_model_kind(kind: str, build: Callable[..., Built], *, default_activation: str,
+                        outputs: Callable[[Any], int] | None = None) -> None:
+    """Make ``create_model(..., kind=kind)`` and checkpoints of that kind buildable (see :class:`ModelKind`)."""
+    MODEL_KINDS[kind] = ModelKind(build=build, default_activation=default_activation, outputs=outputs)
 
 
 def _kind(kind: str) -> ModelKind:
@@ -98,7 +112,10 @@ def create_model(
     name : str
         timm architecture, e.g. ``tf_efficientnet_lite0``, ``resnet50``, ``inception_v3``.
     kind : str
-        Entry of :data:`MODEL_KINDS`; ``"classifier"``: the backbone with a new ``num_classes`` head.
+        Entry of :data:`MODEL_KINDS`; ``"classifier"``: the backbone with a new ``num_classes`` head;
+        ``"encoder"``: the frozen backbone (eval mode, no gradients) without a head, whose outputs
+        (``predict`` and ``embed`` alike) are its D pooled features; ``name`` may also be
+        :data:`RESNET50_TRUNC`.
     pretrained : bool, str or Path
         ``False``: random init. ``True``: offline ImageNet weights (packaged for
         ``tf_efficientnet_lite0``, else ``$CADX_WEIGHTS_DIR/<name>.pth``), an error if none.
@@ -106,6 +123,7 @@ def create_model(
         download (needs network).
     num_classes : int
         Outputs K of the head (the ImageNet head is replaced after the weights load, unless K is 1000).
+        Ignored for encoders: K is the feature length D.
     in_chans : int
         Input channels; pretrained RGB filters are spread over them (timm's ``adapt_input_conv``).
     input_size : int, optional
@@ -119,7 +137,8 @@ def create_model(
     Returns
     -------
     torch.nn.Module
-        In train mode, on CPU, with ``model.cadx_config`` (:class:`ModelConfig`).
+        In train mode (an encoder: eval mode, no gradients), on CPU, with ``model.cadx_config``
+        (:class:`ModelConfig`).
 
     Raises
     ------
@@ -134,6 +153,9 @@ def create_model(
     >>> c = m.cadx_config
     >>> c.architecture, c.num_classes, c.activation, c.input_size, c.weights
     ('resnet18', 3, 'sigmoid', 64, 'random')
+    >>> e = create_model("resnet18", kind="encoder").cadx_config
+    >>> e.kind, e.num_classes, e.activation
+    ('encoder', 512, 'none')
     """
     spec = _kind(kind)
     activation = activation or spec.default_activation
@@ -147,6 +169,8 @@ def create_model(
     elif isinstance(pretrained, (str, Path)):
         source = Path(pretrained)
     model, weights = spec.build(name, pretrained=source, num_classes=num_classes, in_chans=in_chans)
+    if spec.outputs is not None:
+        num_classes = int(spec.outputs(model))
     cfg = model.pretrained_cfg
     model.cadx_config = ModelConfig(
         architecture=name,
@@ -244,5 +268,56 @@ def _sequence_model(name: str, *, pretrained: bool | str | Path, num_classes: in
     return build_sequence_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
 
 
+def _encoder(name: str, *, pretrained: bool | str | Path, num_classes: int, in_chans: int) -> Built:
+    """Kind ``"encoder"``: a timm backbone without a head (or :data:`RESNET50_TRUNC`), frozen.
+
+    ``num_classes`` is ignored: the outputs are the pooled features. Weights load as for a classifier
+    (:func:`_timm_classifier`: strict, a clear error when they do not fit).
+    """
+    if name == RESNET50_TRUNC:
+        model, weights = _resnet50_trunc(pretrained=pretrained, in_chans=in_chans)
+    else:
+        model, weights = _timm_classifier(name, pretrained=pretrained, num_classes=0, in_chans=in_chans)
+    model.eval().requires_grad_(False)
+    return model, weights
+
+
+def _encoder_outputs(model: Any) -> int:
+    """The length of ``forward_head(pre_logits=True)``: timm's ``head_hidden_size`` (or ``num_features``)."""
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
+def _resnet50_trunc(*, pretrained: bool | str | Path, in_chans: int) -> Built:
+    """timm's ResNet-50 with ``layer4`` replaced by the identity: global average pool of ``layer3``, 1024-d.
+
+    Weights: a ResNet-50 state dict (timm's and torchvision's share key names; ``layer4.*`` and
+    ``fc.*`` are dropped, the rest must fit exactly), or the hub's ``resnet50.tv_in1k`` (the
+    torchvision ImageNet weights CLAM uses).
+    """
+    import timm
+    import torch
+
+    hub = pretrained == "hub"
+    try:
+        model = timm.create_model("resnet50.tv_in1k" if hub else "resnet50", pretrained=hub, num_classes=0,
+                                  in_chans=in_chans)
+    except (OSError, RuntimeError, ValueError) as exc:  # offline, hub unreachable
+        raise WeightsUnavailableError(f"could not fetch 'resnet50.tv_in1k' from the hub ({type(exc).__name__}); "
+                                      + how_to_provide(RESNET50_TRUNC)) from None
+    model.layer4 = torch.nn.Identity()
+    model.num_features = model.head_hidden_size = 1024
+    weights = "hub:timm/resnet50.tv_in1k" if hub else "random"
+    if pretrained is not False and not hub:
+        path = Path(pretrained)
+        state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(("layer4.", "fc."))}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:  # missing, unexpected, mis-shaped keys
+            raise WeightsUnavailableError(f"{path}: does not fit a ResNet-50 up to layer3: {str(exc)[:300]}") from None
+        weights = f"file:{path.name}"
+    return model, weights
+
+
 register_model_kind("classifier", _timm_classifier, default_activation="softmax")
+register_model_kind("encoder", _encoder, default_activation="none", outputs=_encoder_outputs)
 register_model_kind("sequence", _sequence_model, default_activation="sigmoid")

