@@ -2,10 +2,11 @@
 
 Models are built by *kind* through a small registry (:data:`MODEL_KINDS`): ``"classifier"``, a timm
 backbone with a fresh head; ``"encoder"``, a frozen timm backbone without a head whose outputs are
-its pooled features (:data:`RESNET50_TRUNC` is CLAM's ResNet-50 cut after ``layer3``); and
+its pooled features (:data:`RESNET50_TRUNC` is CLAM's ResNet-50 cut after ``layer3``);
 ``"sequence"``, a study-level model over per-slice embeddings (:mod:`cadx.models.sequence`;
-architecture ``gru-<hidden>`` or ``conv-<hidden>``, ``in_chans`` = the embedding length). Every model
-carries a
+architecture ``gru-<hidden>`` or ``conv-<hidden>``, ``in_chans`` = the embedding length); and
+``"mil"``, a multiple-instance model over a slide's tile features (:mod:`cadx.models.mil`;
+architecture ``abmil`` or ``maxmil``, ``in_chans`` = the feature length). Every model carries a
 :class:`~cadx.models.config.ModelConfig` (architecture, outputs, input size, mean, std, activation,
 where its weights came from) as ``model.cadx_config``; checkpoints save it, so preprocessing is
 never typed twice.
@@ -318,6 +319,14 @@ def _resnet50_trunc(*, pretrained: bool | str | Path, in_chans: int) -> Built:
     return model, weights
 
 
+def _mil_model(name: str, *, pretrained: bool | str | Path, num_classes: int, in_chans: int) -> Built:
+    """Kind ``"mil"``: :mod:`cadx.models.mil` (gated attention or max pooling; imported when first built)."""
+    from cadx.models.mil import build_mil_model
+
+    return build_mil_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
+
+
 register_model_kind("classifier", _timm_classifier, default_activation="softmax")
 register_model_kind("encoder", _encoder, default_activation="none", outputs=_encoder_outputs)
 register_model_kind("sequence", _sequence_model, default_activation="sigmoid")
+register_model_kind("mil", _mil_model, default_activation="softmax")
