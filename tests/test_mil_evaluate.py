@@ -10,7 +10,8 @@ import pytest
 from cadx.errors import CadxError
 from cadx.io.annotations import Annotation, write_asap_xml
 from cadx.io.h5 import ScoreGrid, write_score_grid_h5
-from cadx.tasks.camelyon16.mil import MIL_CHANNELS, evaluate_mil, slide_truth
+from cadx.tasks.camelyon16.layout import slide_truth
+from cadx.tasks.camelyon16.mil import MIL_CHANNELS, evaluate_mil
 
 TILE = 256  # level-0 px; a 4096-px slide is a 16 x 16 grid
 TUMOUR = slice(4, 9)  # cells 4..8: tiles inside the lesion [1024, 2304)

@@ -75,9 +75,10 @@ def tile_labels_from_truth(grid: ScoreGrid, truth_dir: Path, slide: str, *, is_t
                            channel: str = TUMOR_CHANNEL) -> tuple[np.ndarray, np.ndarray]:
     """Score (channel ``channel``) and label (1 tumour, 0 normal, -1 ignored) of each scored tile.
 
-    Tiles are the grid cells scored in ``channel`` (not NaN), in row-major order. Labels follow the training rule (:func:`cadx.datasets.tiles.label_tiles`) on the slide's ASAP
-    annotations. A normal slide's tiles are all normal; a tumour slide without annotations (mask
-    only) has its tiles ignored rather than called normal.
+    Tiles are the grid cells scored in ``channel`` (not NaN), in row-major order. Labels follow the
+    training rule (:func:`cadx.datasets.tiles.label_tiles`) on the slide's ASAP annotations. A
+    normal slide's tiles are all normal; a tumour slide without annotations (mask only) has its
+    tiles ignored rather than called normal.
     """
     probs_grid = grid.channel(channel)
     rows, cols = np.nonzero(~np.isnan(probs_grid))

@@ -34,11 +34,11 @@ from cadx.errors import CadxError, InputFileError
 from cadx.inference.detections import nms_detections
 from cadx.io.atomic import atomic_path
 from cadx.io.h5 import ScoreGrid, read_score_grid_h5
-from cadx.io.tables import read_reference, read_slide_scores
+from cadx.io.tables import read_slide_scores
 from cadx.metrics.classification import auc_with_ci, roc_auc, roc_curve, sens_spec
 from cadx.metrics.froc import FROC_FP_RATES, evaluation_mask, froc_curve, froc_score, itc_labels, score_detections
 from cadx.tasks.camelyon16.evaluate import tile_labels_from_truth, truth_mask
-from cadx.tasks.camelyon16.layout import Camelyon16Layout
+from cadx.tasks.camelyon16.layout import slide_truth
 from cadx.viz.plots import plot_froc, plot_roc
 
 log = logging.getLogger(__name__)
@@ -50,58 +50,6 @@ DETECTION_CHANNEL = "detection_score"
 MIL_CHANNELS = (ATTENTION_CHANNEL, INSTANCE_CHANNEL, DETECTION_CHANNEL)
 #: Non-maximum suppression radius of detections (the CAMELYON16 convention), in microns.
 NMS_RADIUS_UM = 150.0
-
-
-# --- ground truth --------------------------------------------------------------------------------
-
-
-def slide_truth(truth_dir: str | Path) -> dict[str, tuple[int, Path]]:
-    """Slide -> (label, the folder holding its ``lesion_annotations/``), from a CAMELYON16 folder.
-
-    Parameters
-    ----------
-    truth_dir : path
-        A CAMELYON16 root (``training/tumor``, ``training/normal`` and ``training/lesion_annotations``;
-        ``testing/reference.csv`` and ``testing/lesion_annotations``: both parts optional), or a
-        ``testing``-like folder (``reference.csv`` + ``lesion_annotations/``).
-
-    Returns
-    -------
-    dict of str to (int, Path)
-        Lower-case slide names; label 1 tumour, 0 normal.
-
-    Raises
-    ------
-    InputFileError
-        Neither layout, or no slide in it.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> root = Path(tempfile.mkdtemp())
-    >>> (root / "lesion_annotations").mkdir()
-    >>> _ = (root / "reference.csv").write_text("Test_001,Tumor,Macro\\ntest_002,Normal\\n")
-    >>> {k: (y, d == root) for k, (y, d) in slide_truth(root).items()}
-    {'test_001': (1, True), 'test_002': (0, True)}
-    """
-    root = Path(truth_dir)
-    if not root.is_dir():
-        raise InputFileError(root, "no such truth folder")
-    if (root / "reference.csv").is_file():
-        return {name: (label, root) for name, label in read_reference(root / "reference.csv").items()}
-    layout = Camelyon16Layout(root)
-    out: dict[str, tuple[int, Path]] = {}
-    if not layout.missing_training_folders():
-        from cadx.wsi.tiling import find_slides
-
-        for label, folder in ((1, layout.training_tumor), (0, layout.training_normal)):
-            out.update({p.stem.lower(): (label, root / "training") for p in find_slides([folder])})
-    if layout.reference_csv.is_file():
-        out.update({n: (y, layout.testing) for n, y in read_reference(layout.reference_csv).items()})
-    if not out:
-        raise InputFileError(root, "no slides: expected reference.csv, or a CAMELYON16 root with training/tumor, "
-                                   "training/normal and/or testing/reference.csv")
-    return out
 
 
 # --- evaluation ----------------------------------------------------------------------------------
