@@ -11,7 +11,8 @@ from cadx.errors import CadxError
 from cadx.io.annotations import Annotation, write_asap_xml
 from cadx.io.h5 import ScoreGrid, write_score_grid_h5
 from cadx.tasks.camelyon16.layout import slide_truth
-from cadx.tasks.camelyon16.mil import MIL_CHANNELS, evaluate_mil
+from cadx.tasks.camelyon16.mil_evaluate import evaluate_mil
+from cadx.tasks.camelyon16.mil_predict import MIL_CHANNELS
 
 TILE = 256  # level-0 px; a 4096-px slide is a 16 x 16 grid
 TUMOUR = slice(4, 9)  # cells 4..8: tiles inside the lesion [1024, 2304)

@@ -28,7 +28,7 @@ def _camelyon(args: argparse.Namespace) -> int:
 
 
 def _mil(args: argparse.Namespace) -> int:
-    from cadx.tasks.camelyon16.mil import evaluate_mil
+    from cadx.tasks.camelyon16.mil_evaluate import evaluate_mil
 
     m = evaluate_mil(args.pred, args.truth, out_dir=args.out, threshold=args.threshold)
     if args.json:

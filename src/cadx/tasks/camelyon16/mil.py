@@ -1,267 +1,286 @@
-"""Attention MIL on CAMELYON16: tumour regions from slide labels alone.
+"""Attention MIL on CAMELYON16: tumour regions from slide labels alone (``cadx train mil``).
 
-``cadx train mil`` (:func:`train_mil`), ``cadx predict mil`` (:func:`predict_mil`) and ``cadx evaluate
-mil`` (:func:`evaluate_mil`) on features files from ``cadx features``. The model, the bag dataset and
-the fitting loop are the generic ones (:mod:`cadx.models.mil`, :mod:`cadx.datasets.bags`,
-:mod:`cadx.training.mil`); this module adds the CAMELYON16 layout, the outputs and the metrics.
-
-Score-grid channels of a MIL prediction (``<slide>.h5``), one cell per features tile:
-
-``attention``
-    The bag's softmax attention, min-max scaled per slide on the log scale: ``(log a - min log a) /
-    (max log a - min log a)``, so 1 is the slide's most attended tile and 0 its least (the same
-    order as the raw attention, which spans orders of magnitude; the raw values are kept per tile
-    under ``tiles/attention``). Comparable within a slide, not across slides.
-``instance_probability``
-    The instance classifier's tumour probability (sigmoid of its logit): comparable across slides.
-``detection_score``
-    ``attention * slide probability``: the attention map weighed by how likely the slide holds
-    tumour, so that the peaks of a slide called normal rank low. Detections (non-maximum
-    suppression) and the FROC come from this channel.
+The model, the bag dataset and the fitting loop are the generic ones (:mod:`cadx.models.mil`,
+:mod:`cadx.datasets.bags`, :mod:`cadx.training.mil`); this module adds the inputs (features files from
+``cadx features``, slide labels from a CSV or the CAMELYON16 layout) and the training recipe
+(:func:`train_mil`: cross-validation, then a final model). Prediction is
+:mod:`cadx.tasks.camelyon16.mil_predict`, evaluation :mod:`cadx.tasks.camelyon16.mil_evaluate`.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
+from pydantic.dataclasses import dataclass
 
-from cadx.errors import CadxError, InputFileError
-from cadx.inference.detections import nms_detections
-from cadx.io.atomic import atomic_path
-from cadx.io.h5 import ScoreGrid, read_score_grid_h5
-from cadx.io.tables import read_slide_scores
-from cadx.metrics.classification import auc_with_ci, roc_auc, roc_curve, sens_spec
-from cadx.metrics.froc import FROC_FP_RATES, evaluation_mask, froc_curve, froc_score, itc_labels, score_detections
-from cadx.tasks.camelyon16.evaluate import tile_labels_from_truth, truth_mask
+from cadx.errors import ConfigError, InputFileError
+from cadx.io.atomic import atomic_path, prepare_output_folder
+from cadx.io.h5 import read_features_attrs
+from cadx.io.tables import csv_rows
+from cadx.models.checkpoint import save_checkpoint
 from cadx.tasks.camelyon16.layout import slide_truth
-from cadx.viz.plots import plot_froc, plot_roc
+from cadx.training.config import CONFIG_DICT, ValidatedConfig, load_yaml_config
 
 log = logging.getLogger(__name__)
 
-#: Score-grid channels of a MIL prediction (see the module docstring).
-ATTENTION_CHANNEL = "attention"
-INSTANCE_CHANNEL = "instance_probability"
-DETECTION_CHANNEL = "detection_score"
-MIL_CHANNELS = (ATTENTION_CHANNEL, INSTANCE_CHANNEL, DETECTION_CHANNEL)
-#: Non-maximum suppression radius of detections (the CAMELYON16 convention), in microns.
-NMS_RADIUS_UM = 150.0
+
+# --- inputs: features files and slide labels ----------------------------------------------------
 
 
-# --- evaluation ----------------------------------------------------------------------------------
-
-
-def evaluate_mil(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: str | Path | None = None,
-                 threshold: float = 0.5, exclude: tuple[str, ...] = ("test_049", "test_114")) -> dict[str, Any]:
-    """Slide AUC (bootstrap CI), tile AUC of the attention and instance channels, lesion FROC; plots, JSON.
-
-    The slides evaluated are those of ``slide_scores.csv`` (column ``score``, the slide
-    probability), less ``exclude``. Tiles are labelled from the ASAP annotations by the training
-    rule (:func:`~cadx.tasks.camelyon16.evaluate.tile_labels_from_truth`: tumour when the centre
-    half is at least half tumour, normal when it holds none, else left out):
-
-    - ``attention_tile_auc``: the ``attention`` channel against the tile labels, pooled over the
-      tiles of the *tumour* slides (attention ranks tiles within a bag; a normal slide's attention
-      sums to one all the same, so its values say nothing across slides);
-      ``attention_tile_auc_slide_mean`` is the mean of the per-slide AUCs.
-    - ``instance_tile_auc``: the instance probability, pooled over every slide's tiles.
-    - ``detection_tile_auc``: ``detection_score`` (attention x slide probability), over every slide.
-    - ``froc``: the official CAMELYON16 FROC of the detections found by non-maximum suppression on
-      ``detection_score`` (every peak, radius from the grid's ``nms_radius_um``, else 150 um).
-
-    Parameters
-    ----------
-    pred_dir : path
-        What :func:`predict_mil` writes: ``slide_scores.csv`` and ``<slide>.h5`` score grids.
-    truth_dir : path
-        See :func:`slide_truth`.
-    out_dir : path, optional
-        Where ``metrics.json``, ``per_slide.csv``, ``roc.png`` and ``froc.png`` go (default
-        ``pred_dir``).
-    threshold : float
-        Operating point of the slide sensitivity and specificity.
-    exclude : tuple of str
-        Slides left out (CAMELYON16's Test_049 and Test_114, as usual).
-
-    Returns
-    -------
-    dict
-        The metrics written to ``metrics.json``, plus ``per_slide`` rows.
+def features_files(features_dir: str | Path) -> dict[str, Path]:
+    """Slide -> features file: ``features_dir/h5_files/*.h5`` (``cadx features``, CLAM) or ``features_dir/*.h5``.
 
     Raises
     ------
-    CadxError
-        No ``slide_scores.csv``; a predicted slide the truth does not know, or without a score
-        grid; a tumour slide without annotations; slides of one class only.
+    InputFileError
+        No such folder, or no ``.h5`` file in it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "h5_files").mkdir()
+    >>> _ = (d / "h5_files" / "Tumor_001.h5").write_bytes(b"")
+    >>> {k: v.name for k, v in features_files(d).items()}
+    {'tumor_001': 'Tumor_001.h5'}
     """
-    pred, truth = Path(pred_dir), Path(truth_dir)
-    out = Path(out_dir) if out_dir else pred
-    known = slide_truth(truth)
-    scores_path = pred / "slide_scores.csv"
-    if not scores_path.is_file():
-        raise InputFileError(scores_path, "no slide_scores.csv: run `cadx predict mil` first")
-    names_read, values = read_slide_scores(scores_path, columns=["score"])
-    scores = {n.lower(): float(v) for n, v in zip(names_read, values[:, 0], strict=True)}
-    names = sorted(n for n in scores if n not in exclude)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise CadxError(f"{truth}: no label for {len(unknown)} predicted slides: {', '.join(unknown[:5])}")
-    y = [known[n][0] for n in names]
-    if len(set(y)) < 2:
-        raise CadxError(f"{pred}: the slide AUC needs tumour and normal slides (got {len(names)} of one class)")
-
-    hits, per_slide = [], []
-    pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {
-        k: ([], []) for k in ("attention", "instance", "detection")}
-    slide_aucs = []
-    for name in names:
-        label, ann_dir = known[name]
-        grid_path = pred / f"{name}.h5"
-        if not grid_path.is_file():
-            grid_path = next((p for p in sorted(pred.glob("*.h5")) if p.stem.lower() == name), grid_path)
-        grid = read_score_grid_h5(grid_path)
-        att, tile_y = tile_labels_from_truth(grid, ann_dir, name, is_tumor=bool(label), channel=ATTENTION_CHANNEL)
-        rows, cols = np.nonzero(~np.isnan(grid.channel(ATTENTION_CHANNEL)))  # the order of tile_labels_from_truth
-        inst = grid.channel(INSTANCE_CHANNEL)[rows, cols]
-        det = grid.channel(DETECTION_CHANNEL)[rows, cols]
-        keep = tile_y >= 0
-        row: dict[str, Any] = {"slide": name, "label": "Tumor" if label else "Normal", "score": scores[name],
-                               "tiles": int(len(tile_y)), "tumor_tiles": int((tile_y == 1).sum()),
-                               "attention_auc": float("nan"), "top_tile_tumor": ""}
-        if label:
-            pooled["attention"][0].append(att[keep])
-            pooled["attention"][1].append(tile_y[keep])
-            if len(set(tile_y[keep].tolist())) == 2:
-                row["attention_auc"] = roc_auc(tile_y[keep], att[keep])
-                slide_aucs.append(row["attention_auc"])
-            if len(att):
-                row["top_tile_tumor"] = {1: "yes", 0: "no", -1: "ignored"}[int(tile_y[int(np.argmax(att))])]
-        for key, values_ in (("instance", inst), ("detection", det)):
-            pooled[key][0].append(values_[keep])
-            pooled[key][1].append(tile_y[keep])
-        mask = truth_mask(ann_dir, name, grid.slide_size_wh) if label else None
-        if label and mask is None:
-            raise InputFileError(ann_dir / "lesion_annotations" / f"{name}.xml",
-                                 "no annotation or mask for a tumour slide")
-        em = evaluation_mask(mask) if mask is not None else None
-        itc = itc_labels(em) if em is not None else set()
-        radius = float(grid.attrs.get("nms_radius_um", NMS_RADIUS_UM))
-        dets = nms_detections(grid, channel=DETECTION_CHANNEL, threshold=0.0, radius_um=radius)
-        h = score_detections(name, dets, em, itc)
-        hits.append(h)
-        row.update(lesions=h.n_lesions, lesions_detected_at_threshold=int((h.tp_probs >= threshold).sum()))
-        per_slide.append(row)
-
-    s = [scores[n] for n in names]
-    auc = auc_with_ci(y, s)
-    sens, spec = sens_spec(y, s, threshold)
-    fps, sensitivity = froc_curve(hits)
-    froc, at = froc_score(fps, sensitivity)
-    metrics: dict[str, Any] = {
-        "slides": len(names), "tumor_slides": int(sum(y)), "normal_slides": int(len(y) - sum(y)),
-        "slide_auc": auc.auc, "slide_auc_ci95": [auc.ci_low, auc.ci_high], "slide_threshold": threshold,
-        "slide_sensitivity": sens, "slide_specificity": spec,
-        "attention_tile_auc": _pooled_auc(*pooled["attention"]),
-        "attention_tile_auc_slide_mean": float(np.mean(slide_aucs)) if slide_aucs else float("nan"),
-        "instance_tile_auc": _pooled_auc(*pooled["instance"]),
-        "detection_tile_auc": _pooled_auc(*pooled["detection"]),
-        "tiles": int(sum(len(t) for t in pooled["instance"][1])),
-        "froc": froc, "froc_sensitivities": dict(zip([str(r) for r in FROC_FP_RATES], map(float, at), strict=True)),
-        "lesions": int(sum(h.n_lesions for h in hits)),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    fpr, tpr, _ = roc_curve(y, s)
-    plot_roc(out / "roc.png", fpr, tpr, auc=auc.auc, title="Slide-level ROC (attention MIL)")
-    plot_froc(out / "froc.png", fps, sensitivity, at, FROC_FP_RATES, score=froc)
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
-    with atomic_path(out / "per_slide.csv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(per_slide[0]))
-        w.writeheader()
-        w.writerows(per_slide)
-    metrics["per_slide"] = per_slide
-    return metrics
+    root = Path(features_dir)
+    if not root.is_dir():
+        raise InputFileError(root, "no such features folder")
+    folder = root / "h5_files" if (root / "h5_files").is_dir() else root
+    found = {p.stem.lower(): p for p in sorted(folder.glob("*.h5"))}
+    if not found:
+        raise InputFileError(folder, "no features files (*.h5): run `cadx features` first")
+    return found
 
 
-def _pooled_auc(scores: list[np.ndarray], labels: list[np.ndarray]) -> float:
-    """ROC AUC of the concatenated tiles; NaN when a class is missing."""
-    if not labels:
-        return float("nan")
-    y = np.concatenate(labels)
-    if len(set(y.tolist())) < 2:
-        return float("nan")
-    return roc_auc(y, np.concatenate(scores))
-
-
-def mil_grid(coords_xy: np.ndarray, *, attention: np.ndarray, instance_probability: np.ndarray,
-             slide_probability: float, tile_size_level0_px: int, slide_size_wh: tuple[int, int], mpp: float,
-             attrs: dict[str, Any] | None = None) -> ScoreGrid:
-    """The score grid of one bag: :data:`MIL_CHANNELS` over non-overlapping tiles (see the module docstring).
+def read_slide_labels(source: str | Path) -> dict[str, int]:
+    """Slide -> label (1 tumour, 0 normal) from a ``slide,label`` CSV or a CAMELYON16 folder.
 
     Parameters
     ----------
-    coords_xy : ndarray of int, shape (N, 2)
-        Level-0 top-left corners of the bag's tiles, on a grid of step ``tile_size_level0_px``.
-    attention : ndarray of float, shape (N,)
-        Softmax attention (positive, summing to one).
-    instance_probability : ndarray of float, shape (N,)
-    slide_probability : float
-    tile_size_level0_px : int
-    slide_size_wh : (int, int)
-        Level-0 slide size.
-    mpp : float
-        Level-0 um/px.
-    attrs : dict, optional
-        Provenance attributes of the grid.
+    source : path
+        A CSV whose header has ``slide`` and ``label`` columns (label ``1``/``0``, ``tumor``/``normal``
+        or ``tumour``, any case), or a folder :func:`~cadx.tasks.camelyon16.layout.slide_truth`
+        reads (training slides labelled by their folder, test slides by ``reference.csv``).
 
     Returns
     -------
-    ScoreGrid
-        NaN where no tile was in the bag.
+    dict of str to int
+        Lower-case slide names.
+
+    Raises
+    ------
+    InputFileError
+        Missing, no ``slide``/``label`` columns, an unknown label or a repeated slide (by row).
 
     Examples
     --------
-    Three tiles of 100 px on a 300 x 200 slide; attention 0.5, 0.25, 0.25 scales to 1, 0, 0:
-
-    >>> g = mil_grid(np.array([[0, 0], [100, 0], [200, 100]]), attention=np.array([0.5, 0.25, 0.25]),
-    ...              instance_probability=np.array([0.9, 0.2, 0.1]), slide_probability=0.8,
-    ...              tile_size_level0_px=100, slide_size_wh=(300, 200), mpp=0.5)
-    >>> g.shape_hw, g.channel("attention").tolist()
-    ((2, 3), [[1.0, 0.0, nan], [nan, nan, 0.0]])
-    >>> [round(float(v), 2) for v in g.channel("detection_score")[0, :2]]
-    [0.8, 0.0]
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "labels.csv"
+    >>> _ = p.write_text("slide,label\\nTumor_001,tumor\\nnormal_001,0\\n")
+    >>> read_slide_labels(p)
+    {'tumor_001': 1, 'normal_001': 0}
     """
-    coords = np.asarray(coords_xy, np.int64).reshape(-1, 2)
-    stride = int(tile_size_level0_px)
-    rows_n = max(0, (int(slide_size_wh[1]) - stride) // stride + 1)
-    cols_n = max(0, (int(slide_size_wh[0]) - stride) // stride + 1)
-    att = scale_attention(np.asarray(attention, np.float64))
-    values = np.full((len(MIL_CHANNELS), rows_n, cols_n), np.nan, np.float32)
-    r, c = coords[:, 1] // stride, coords[:, 0] // stride
-    values[0, r, c] = att
-    values[1, r, c] = np.asarray(instance_probability, np.float64)
-    values[2, r, c] = att * float(slide_probability)
-    return ScoreGrid(values, MIL_CHANNELS, stride_level0_px=stride, tile_size_level0_px=stride,
-                     slide_size_wh=(int(slide_size_wh[0]), int(slide_size_wh[1])), mpp=float(mpp),
-                     attrs=dict(attrs or {}))
+    path = Path(source)
+    if path.is_dir():
+        return {name: label for name, (label, _) in slide_truth(path).items()}
+    rows = csv_rows(path, what="slide-labels")
+    try:
+        header_row, header = next(rows)
+    except StopIteration:
+        raise InputFileError(path, "empty: expected a header slide,label") from None
+    header = [h.strip().lower() for h in header]
+    if "slide" not in header or "label" not in header:
+        raise InputFileError(path, f"row {header_row}: expected columns slide and label (got {', '.join(header)})")
+    i_slide, i_label = header.index("slide"), header.index("label")
+    out: dict[str, int] = {}
+    for number, row in rows:
+        row = row + [""] * (len(header) - len(row))
+        name, text = row[i_slide].strip().lower(), row[i_label].strip().lower()
+        if text not in _LABELS:
+            raise InputFileError(path, f"row {number}, column label: {text!r}: expected 1/0 or tumor/normal")
+        if not name or name in out:
+            raise InputFileError(path, f"row {number}, column slide: {'empty' if not name else repr(name) + ' twice'}")
+        out[name] = _LABELS[text]
+    return out
 
 
-def scale_attention(attention: np.ndarray) -> np.ndarray:
-    """Softmax attention -> [0, 1] by min-max scaling of its logarithm (all 1 when the values are equal).
+_LABELS = {"1": 1, "0": 0, "tumor": 1, "tumour": 1, "normal": 0}
 
-    Examples
-    --------
-    >>> scale_attention(np.array([0.7, 0.2, 0.1])).round(3).tolist()
-    [1.0, 0.356, 0.0]
-    >>> scale_attention(np.array([0.5, 0.5])).tolist()
-    [1.0, 1.0]
+
+def labelled_bags(features_dir: str | Path, labels: str | Path) -> tuple[list[Path], list[int]]:
+    """Features files with a label, sorted by slide; slides missing on either side are logged.
+
+    Raises
+    ------
+    ConfigError
+        No features file has a label.
     """
-    log_a = np.log(np.maximum(np.asarray(attention, np.float64), np.finfo(np.float64).tiny))
-    span = float(log_a.max() - log_a.min()) if log_a.size else 0.0
-    if span <= 0:
-        return np.ones_like(log_a)
-    return (log_a - log_a.min()) / span
+    files, known = features_files(features_dir), read_slide_labels(labels)
+    names = sorted(set(files) & set(known))
+    if not names:
+        raise ConfigError(f"{features_dir}: none of {len(files)} features files has a label in {labels}")
+    for what, missing in (("features without a label (left out)", set(files) - set(known)),
+                          ("labelled slides without features", set(known) - set(files))):
+        if missing:
+            log.warning("%d %s: %s", len(missing), what, ", ".join(sorted(missing)[:5]))
+    return [files[n] for n in names], [known[n] for n in names]
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+@dataclass(config=CONFIG_DICT)
+class MilTrainConfig(ValidatedConfig):
+    """A MIL training run (validated on creation; ``cadx train mil --config FILE`` reads it from YAML).
+
+    Attributes
+    ----------
+    features_dir : str
+        Features files (``cadx features``): ``h5_files/<slide>.h5`` or ``<slide>.h5``.
+    labels : str
+        A ``slide,label`` CSV or a CAMELYON16 folder (see :func:`read_slide_labels`).
+    out_dir : str
+        ``cv/fold_<k>/model.pt``, ``cv.json``, the final ``model.pt`` and ``history.json``.
+    model : {"abmil", "maxmil"}
+        Gated attention (CLAM-SB sizes) or the max-pooling baseline.
+    folds : int
+        Cross-validation folds (>= 2; each class needs as many slides).
+    epochs, lr, weight_decay, patience, monitor, instance_weight, instance_k, dropout
+        See :class:`cadx.training.mil.MilFitSettings`.
+    seed : int
+        Seeds the split, the weights and the bag order.
+    """
+
+    features_dir: str
+    labels: str
+    out_dir: str
+    model: Literal["abmil", "maxmil"] = "abmil"
+    folds: Annotated[int, Field(ge=2)] = 4
+    epochs: PositiveInt = 50
+    lr: PositiveFloat = 2e-4
+    weight_decay: NonNegativeFloat = 1e-5
+    patience: PositiveInt | None = 10
+    monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    instance_weight: Annotated[float, Field(ge=0, le=1)] = 0.3
+    instance_k: PositiveInt = 8
+    dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
+    seed: int = 0
+
+    @field_validator("features_dir")
+    @classmethod
+    def _features_exist(cls, value: str) -> str:
+        features_files(value)  # an InputFileError is a ValueError: reported as a ConfigError on the key
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_exist(cls, value: str) -> str:
+        if not Path(value).exists():
+            raise ValueError(f"no such labels file or folder: {value}")
+        return value
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> MilTrainConfig:
+        """Read and validate a YAML file whose keys are this class's fields (one-line ConfigError)."""
+        return load_yaml_config(path, cls)
+
+    def fit_settings(self, *, epochs: int | None = None) -> Any:
+        """The :class:`~cadx.training.mil.MilFitSettings` of this run (``epochs`` overrides)."""
+        from cadx.training.mil import MilFitSettings
+
+        return MilFitSettings(epochs=epochs or self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                              patience=self.patience, monitor=self.monitor, instance_weight=self.instance_weight,
+                              instance_k=self.instance_k, seed=self.seed, dropout=self.dropout)
+
+
+def train_mil(cfg: MilTrainConfig, *, show_progress: bool = True) -> Path:
+    """Cross-validate, then train the final model on every labelled slide; returns its checkpoint.
+
+    1. :func:`cadx.training.mil.cross_validate` over the slides (``cfg.folds`` folds split by
+       slide, early stopping on a held-back eighth of each fold's training slides): fold models in
+       ``out_dir/cv/fold_<k>/model.pt``, the folds' slide AUC and loss as mean +- sd and the
+       out-of-fold probabilities in ``out_dir/cv.json``.
+    2. The final model is trained on *all* slides (no slide is left for early stopping) for the
+       median over folds of the best epoch, and saved as ``out_dir/model.pt`` with the
+       cross-validation metrics; ``history.json`` holds its loss per epoch.
+
+    Parameters
+    ----------
+    cfg : MilTrainConfig
+    show_progress : bool
+        A tqdm bar per fold and for the final model.
+
+    Returns
+    -------
+    Path
+        ``out_dir/model.pt``.
+
+    Raises
+    ------
+    ConfigError
+        No labelled features, or too few slides of a class for the folds.
+    """
+    import torch
+
+    from cadx.datasets.bags import BagDataset
+    from cadx.models.factory import create_model
+    from cadx.training.mil import cross_validate_bags, fit_mil
+
+    out = prepare_output_folder(cfg.out_dir)
+    paths, labels = labelled_bags(cfg.features_dir, cfg.labels)
+    bags = BagDataset(paths, labels)
+    dim = bags.feature_dim
+
+    def build(d: int) -> Any:
+        return create_model(cfg.model, kind="mil", in_chans=d, num_classes=2)
+
+    progress = _progress(show_progress)
+    try:
+        cv = cross_validate_bags(bags, folds=cfg.folds, seed=cfg.seed, build_model=build,
+                                 settings=cfg.fit_settings(), out_dir=out / "cv", progress=progress)
+    finally:
+        progress.close()
+    best = [f["best_epoch"] for f in cv.per_fold if f.get("best_epoch")]
+    epochs = max(1, int(round(float(np.median(best))))) if best else cfg.epochs
+    summary = {**cv.summary(), "final_epochs": epochs, "model": cfg.model, "slides": len(bags)}
+    with atomic_path(out / "cv.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+
+    torch.manual_seed(cfg.seed)
+    model = build(dim)
+    progress = _progress(show_progress)
+    try:
+        result = fit_mil(model, bags, None, cfg.fit_settings(epochs=epochs), out_dir=out / "final",
+                         progress=progress)
+    finally:
+        progress.close()
+    attrs, _ = read_features_attrs(paths[0])
+    metrics = {"cv_auc_mean": cv.mean["auc"], "cv_auc_sd": cv.sd["auc"], "cv_loss_mean": cv.mean["loss"],
+               "cv_loss_sd": cv.sd["loss"], "cv_oof_auc": cv.oof_auc, "final_epochs": epochs,
+               "train_slides": len(bags), "train_loss": result.history[-1].get("loss") if result.history else None}
+    ckpt = save_checkpoint(out / "model.pt", model, train_config=dataclasses.asdict(cfg), metrics=metrics,
+                           extra={"features": {k: attrs[k] for k in _FEATURE_KEYS if k in attrs},
+                                  "slides": [p.stem for p in paths]})
+    with atomic_path(out / "history.json") as tmp:
+        tmp.write_text(json.dumps(result.history, indent=2, default=str))
+    return ckpt
+
+
+#: Features attributes a MIL checkpoint records: what its inputs must have been made with.
+_FEATURE_KEYS = ("encoder", "weights", "feature_dim", "mpp", "tile_size_px", "tile_size_level0_px", "min_tissue")
+
+
+def _progress(show: bool) -> Any:
+    from cadx.training.recipe import TqdmProgress
+
+    return TqdmProgress(monitor="val_auc", details={"val loss": "val_loss"}, disable=not show)
+
+
