@@ -303,7 +303,26 @@ def load_predictor(checkpoint: str | Path, *, backend: str = "auto",
         return TorchPredictor(model, device=device), meta
     if backend != "onnx":
         raise ValueError(f"backend must be auto, torch or onnx, got {backend!r}")
-    onnx_path = checkpoint.with_suffix(".onnx")
+    return cached_onnx_predictor(model, checkpoint.with_suffix(".onnx"), digest=digest), meta
+
+
+def cached_onnx_predictor(model: Any, onnx_path: str | Path, *, digest: str) -> OnnxPredictor:
+    """An :class:`OnnxPredictor` for ``model`` from ``onnx_path``, exported there first unless already done.
+
+    The file is used when its metadata records ``digest`` (what identifies the model's weights and
+    config: a checkpoint's SHA-256) and it has the ``features`` output; a missing, stale, foreign or
+    unreadable file is (re-)exported (:func:`export_onnx`, atomic), never trusted by its
+    modification time.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        With ``cadx_config``.
+    onnx_path : str or Path
+    digest : str
+        Recorded as the file's ``cadx_checkpoint_sha256``.
+    """
+    onnx_path = Path(onnx_path)
     if onnx_path.exists():
         try:
             predictor = OnnxPredictor(onnx_path)
@@ -311,8 +330,8 @@ def load_predictor(checkpoint: str | Path, *, backend: str = "auto",
             log.warning("re-exporting %s: %s", onnx_path, exc)
         else:
             if predictor.metadata.get(META_CHECKPOINT_SHA256) == digest and OUTPUTS[1] in predictor.output_names:
-                return predictor, meta
-            log.info("re-exporting %s: it was not exported from this checkpoint", onnx_path)
+                return predictor
+            log.info("re-exporting %s: it was not exported from this model", onnx_path)
     export_onnx(model, onnx_path, checkpoint_sha256=digest)
-    return OnnxPredictor(onnx_path), meta
+    return OnnxPredictor(onnx_path)
 

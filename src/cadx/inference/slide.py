@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 
@@ -113,27 +113,13 @@ def predict_slide(
     tiling = tile_slide(slide, target_mpp=mpp, tile_size_px=tile_size_px, overlap_px=tile_size_px - stride_px,
                         min_tissue=min_tissue)
     t_tiling = time.perf_counter() - t0
-    plan = tiling.plan
     coords = tiling.coords_xy
     stride0 = tiling.grid.stride_level0_px
-    context_plan = plan_read(slide, context_mpp, tile_size_px) if context_mpp else None
-    stride_level = stride_px * plan.read_size_px // plan.out_size_px
-
-    def read_batch(sl: slice) -> np.ndarray:
-        if context_plan is not None:
-            return np.stack([read_tile_with_context(slide, (int(x), int(y)), plan, context_plan)
-                             for x, y in coords[sl]])
-        if plan.needs_resize:
-            return np.stack([read_tile(slide, (int(x), int(y)), plan) for x, y in coords[sl]])
-        return np.stack(_read_runs(slide, coords[sl], plan, stride0, stride_level))
-
-    if read_workers is None:
-        read_workers = max(1, min(4, (os.cpu_count() or 2) // 2))
     chosen = dict(channels) if channels is not None else None
     scores: np.ndarray | None = None
     t_model = 0.0
-    batches = [slice(i, min(i + batch_size, len(coords))) for i in range(0, len(coords), batch_size)]
-    reads = prefetch_map(read_batch, batches, workers=read_workers, ahead=prefetch_batches)
+    reads = read_tile_batches(slide, tiling, context_mpp=context_mpp, batch_size=batch_size,
+                              read_workers=read_workers, prefetch_batches=prefetch_batches)
     with closing(reads) as results:  # closed (readers stopped) before the caller can close the slide
         for sl, tiles in results:
             tm = time.perf_counter()
@@ -166,13 +152,86 @@ def predict_slide(
         attrs={"slide": slide.name, "slide_path": str(slide.path), "model": cfg.architecture,
                "model_weights": cfg.weights, "model_outputs": list(chosen.values()), "target_mpp": mpp,
                "tile_size_px": tile_size_px, "stride_px": stride_px, "context_mpp": context_mpp or 0.0,
-               "level": plan.level, "tta": tta, "min_tissue": min_tissue, "cadx_version": __version__},
+               "level": tiling.plan.level, "tta": tta, "min_tissue": min_tissue, "cadx_version": __version__},
     )
     stream = total - t_tiling
     return SlidePrediction(grid, tiling, scores,
                            {"total": total, "tiling": t_tiling, "model": t_model, "tiles": len(coords),
                             "tiles_per_s": len(coords) / total if total else 0.0,
                             "stream_tiles_per_s": len(coords) / stream if stream else 0.0})
+
+
+def read_tile_batches(
+    slide: SlideReader,
+    tiling: TilingResult,
+    *,
+    context_mpp: float | None = None,
+    batch_size: int = 16,
+    read_workers: int | None = None,
+    prefetch_batches: int = 3,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """The tiles of ``tiling``, batch by batch in order, read by threads a few batches ahead.
+
+    What :func:`predict_slide` and :func:`cadx.inference.features.extract_slide_features` feed
+    their models: reading and JPEG decoding overlap the model's compute. Runs of horizontally
+    adjacent tiles are read with one ``read_region`` each (:func:`_read_runs`).
+
+    Parameters
+    ----------
+    slide : SlideReader
+    tiling : TilingResult
+        From :func:`~cadx.wsi.tiling.tile_slide` on ``slide``; its read plan sets level and sizes.
+    context_mpp : float, optional
+        Stack a same-centre tile at this resolution behind each tile (6 channels).
+    batch_size : int
+        Tiles per batch.
+    read_workers, prefetch_batches : int
+        Reader threads (default: half the CPU cores, at least 1, at most 4) and how many batches
+        they run ahead.
+
+    Yields
+    ------
+    sl : slice
+        The batch's rows of ``tiling.coords_xy``.
+    tiles : ndarray of uint8, shape (n, H, W, C)
+        Its tiles, ``H = W = tiling.plan.out_size_px``.
+
+    Notes
+    -----
+    Close the generator (``with contextlib.closing(...)``) before closing the slide: closing stops
+    the readers, so none is still reading when the caller's loop ends early.
+
+    Examples
+    --------
+    >>> from contextlib import closing
+    >>> from cadx.io.slide import ArraySlide
+    >>> from cadx.wsi.tiling import tile_slide
+    >>> s = ArraySlide(np.full((256, 384, 3), (200, 120, 180), np.uint8), mpp=0.5, min_level_size_px=64)
+    >>> t = tile_slide(s, target_mpp=0.5, tile_size_px=128, min_tissue=0.5)
+    >>> with closing(read_tile_batches(s, t, batch_size=4)) as batches:
+    ...     [(sl.start, sl.stop, tiles.shape) for sl, tiles in batches]
+    [(0, 4, (4, 128, 128, 3)), (4, 6, (2, 128, 128, 3))]
+    """
+    plan = tiling.plan
+    coords = tiling.coords_xy
+    stride0 = tiling.grid.stride_level0_px
+    stride_px = plan.out_size_px - int(tiling.attrs.get("overlap_px", 0))
+    context_plan = plan_read(slide, context_mpp, plan.out_size_px) if context_mpp else None
+    stride_level = stride_px * plan.read_size_px // plan.out_size_px
+
+    def read_batch(sl: slice) -> np.ndarray:
+        if context_plan is not None:
+            return np.stack([read_tile_with_context(slide, (int(x), int(y)), plan, context_plan)
+                             for x, y in coords[sl]])
+        if plan.needs_resize:
+            return np.stack([read_tile(slide, (int(x), int(y)), plan) for x, y in coords[sl]])
+        return np.stack(_read_runs(slide, coords[sl], plan, stride0, stride_level))
+
+    if read_workers is None:
+        read_workers = max(1, min(4, (os.cpu_count() or 2) // 2))
+    batches = [slice(i, min(i + batch_size, len(coords))) for i in range(0, len(coords), batch_size)]
+    with closing(prefetch_map(read_batch, batches, workers=read_workers, ahead=prefetch_batches)) as results:
+        yield from results
 
 
 def _read_runs(slide: SlideReader, coords: np.ndarray, plan: ReadPlan, stride0: int,
