@@ -177,7 +177,10 @@ class MilTrainConfig(ValidatedConfig):
     @field_validator("features_dir")
     @classmethod
     def _features_exist(cls, value: str) -> str:
-        features_files(value)  # an InputFileError is a ValueError: reported as a ConfigError on the key
+        try:
+            features_files(value)
+        except InputFileError as exc:  # reported as a ConfigError on the key
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("labels")
