@@ -26,6 +26,11 @@ def _grid(attention, instance, detection):
 
 @pytest.fixture()
 def folders(tmp_path):
+    return make_mil_predictions(tmp_path)
+
+
+def make_mil_predictions(tmp_path):
+    """Hand-made MIL predictions of three test slides and their truth (one 1280-px square lesion)."""
     truth, pred = tmp_path / "truth", tmp_path / "pred"
     (truth / "lesion_annotations").mkdir(parents=True)
     pred.mkdir()

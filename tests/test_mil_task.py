@@ -29,6 +29,10 @@ def _features(folder, name, n, dim=8, *, planted=None, seed=0, wh=(4096, 4096)):
 
 @pytest.fixture()
 def bags(tmp_path):
+    return make_bags(tmp_path)
+
+
+def make_bags(tmp_path):
     """8 bags (4 tumour with 3 planted tiles, 4 normal) and their labels CSV."""
     feats = tmp_path / "features"
     rows = ["slide,label"]
