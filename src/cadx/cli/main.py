@@ -15,14 +15,14 @@ import threading
 from collections.abc import Sequence
 
 from cadx import __version__
-from cadx.cli import annotations, demo, evaluate, explain, predict, slide, slide_classifier, synth, train
+from cadx.cli import annotations, demo, evaluate, explain, features, predict, slide, slide_classifier, synth, train
 from cadx.errors import CadxError
 from cadx.io.atomic import exit_on_sigterm
 
 log = logging.getLogger("cadx")
 
 #: Command groups, in the order ``cadx --help`` lists them.
-GROUPS = (slide, synth, annotations, train, predict, explain, slide_classifier, evaluate, demo)
+GROUPS = (slide, synth, annotations, features, train, predict, explain, slide_classifier, evaluate, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from cadx import __version__
-from cadx.errors import CadxError
+from cadx.errors import CadxError, ConfigError
 from cadx.inference.predictor import Predictor, TorchPredictor, cached_onnx_predictor
 from cadx.inference.slide import read_tile_batches
 from cadx.io.atomic import atomic_path, ensure_not_input, prepare_output_folder, remove_stale_parts
@@ -33,7 +33,7 @@ from cadx.io.digest import file_sha256
 from cadx.io.h5 import TileFeatures, attrs_differ, read_features_attrs, read_features_h5, write_features_h5
 from cadx.io.slide import SlideReader, open_slide
 from cadx.models.device import resolve_device
-from cadx.models.factory import DEFAULT_ENCODER, create_model
+from cadx.models.factory import DEFAULT_ENCODER, RESNET50_TRUNC, create_model
 from cadx.models.weights import WeightsUnavailableError, builtin_weights_file, find_local_weights, how_to_provide
 from cadx.parallel.jobs import JobReport, map_jobs
 from cadx.wsi.tiling import tile_slide
@@ -190,7 +190,8 @@ def extract_features(
     overwrite : bool
         Extract every slide again.
     write_pt : bool
-        Also write the ``.pt`` files.
+        Also write the ``.pt`` files (without: a ``.pt`` of a slide extracted now is removed, as it
+        would hold other features).
     backend : {"serial", "process"}
         See :func:`~cadx.parallel.jobs.map_jobs` (``"process"`` needs a picklable predictor; on CPU
         one slide at a time with every core given to the encoder is the fast choice).
@@ -272,6 +273,8 @@ def _extract_one(path: Path, *, predictor: Predictor, out: Path, wanted: Callabl
             reused = False
     if write_pt:
         _write_pt(pt, tf.features)
+    elif not reused:  # a .pt of earlier features would pass for these
+        pt.unlink(missing_ok=True)
     if not reused:  # last: an .h5 no older than the .pt vouches for it
         write_features_h5(h5, tf.features, tf.coords_xy, tf.attrs)
     log.info("%s: %d tiles -> %s", path.name, len(tf), h5)
@@ -328,7 +331,13 @@ def load_encoder(
     ------
     WeightsUnavailableError
         No weights given and none offline, or a file that does not fit ``name``.
+    ConfigError
+        ``name`` is not an encoder cadx can build.
     """
+    import timm
+
+    if name != RESNET50_TRUNC and not timm.is_model(name):
+        raise ConfigError(f"unknown encoder '{name}' (not a timm model name, nor {RESNET50_TRUNC})")
     source = Path(weights) if weights is not None else builtin_weights_file(name) or find_local_weights(name)
     if source is None:
         raise WeightsUnavailableError(how_to_provide(name, option="--weights FILE"))
