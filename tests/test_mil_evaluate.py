@@ -76,6 +76,14 @@ def test_known_answers(folders, tmp_path):
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["slide_auc"] == 0.5
 
 
+def test_a_subset_of_slides(folders, tmp_path):
+    pred, truth = folders
+    m = evaluate_mil(pred, truth, out_dir=tmp_path / "fold", slides=["TEST_001", "test_002"])
+    assert m["slides"] == 2 and m["slide_auc"] == 1.0 and m["instance_tile_auc"] == 1.0
+    with pytest.raises(CadxError, match="no score for test_007"):
+        evaluate_mil(pred, truth, slides=["test_001", "test_007"])
+
+
 def test_truth_from_camelyon_root(tmp_path):
     for sub, name in (("training/tumor", "tumor_001"), ("training/normal", "normal_001")):
         (tmp_path / sub).mkdir(parents=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,15 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_mil(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: str | Path | None = None,
-                 threshold: float = 0.5, exclude: tuple[str, ...] = ("test_049", "test_114")) -> dict[str, Any]:
+                 threshold: float = 0.5, exclude: Sequence[str] = ("test_049", "test_114"),
+                 slides: Sequence[str] | None = None) -> dict[str, Any]:
     """Slide AUC (bootstrap CI), tile AUC of the attention and instance channels, lesion FROC; plots, JSON.
 
     The slides evaluated are those of ``slide_scores.csv`` (column ``score``, the slide
-    probability), less ``exclude``. Tiles are labelled from the ASAP annotations by the training
-    rule (:func:`~cadx.tasks.camelyon16.evaluate.tile_labels_from_truth`: tumour when the centre
-    half is at least half tumour, normal when it holds none, else left out):
+    probability), or only ``slides`` (e.g. one cross-validation fold), less ``exclude``. Tiles are
+    labelled from the ASAP annotations by the training rule
+    (:func:`~cadx.tasks.camelyon16.evaluate.tile_labels_from_truth`: tumour when the centre half is
+    at least half tumour, normal when it holds none, else left out):
 
     - ``attention_tile_auc``: the ``attention`` channel against the tile labels, pooled over the
       tiles of the *tumour* slides (attention ranks tiles within a bag; a normal slide's attention
@@ -62,8 +65,10 @@ def evaluate_mil(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: str | 
         ``pred_dir``).
     threshold : float
         Operating point of the slide sensitivity and specificity.
-    exclude : tuple of str
+    exclude : sequence of str
         Slides left out (CAMELYON16's Test_049 and Test_114, as usual).
+    slides : sequence of str, optional
+        Evaluate only these slides (each must have a score).
 
     Returns
     -------
@@ -84,7 +89,12 @@ def evaluate_mil(pred_dir: str | Path, truth_dir: str | Path, *, out_dir: str | 
         raise InputFileError(scores_path, "no slide_scores.csv: run `cadx predict mil` first")
     names_read, values = read_slide_scores(scores_path, columns=["score"])
     scores = {n.lower(): float(v) for n, v in zip(names_read, values[:, 0], strict=True)}
-    names = sorted(n for n in scores if n not in exclude)
+    if slides is not None:
+        missing = sorted({s.lower() for s in slides} - set(scores))
+        if missing:
+            raise CadxError(f"{scores_path}: no score for {', '.join(missing[:5])}")
+    chosen = set(scores) if slides is None else {s.lower() for s in slides}
+    names = sorted(n for n in chosen if n not in {e.lower() for e in exclude})
     unknown = [n for n in names if n not in known]
     if unknown:
         raise CadxError(f"{truth}: no label for {len(unknown)} predicted slides: {', '.join(unknown[:5])}")
