@@ -23,6 +23,7 @@ from cadx import __version__
 from cadx.inference.features import ENCODER_CACHE_DIR, H5_DIR, extract_features, load_encoder
 from cadx.io.annotations import read_asap_xml
 from cadx.io.atomic import atomic_path
+from cadx.io.h5 import read_score_grid_h5
 from cadx.io.images import write_png
 from cadx.io.slide import open_slide
 from cadx.models.factory import DEFAULT_ENCODER, create_model
@@ -30,9 +31,10 @@ from cadx.report.html import write_html
 from cadx.tasks.camelyon16.demo import demo_cohort_params, ensure_demo_cohort
 from cadx.tasks.camelyon16.layout import Camelyon16Layout, slide_truth
 from cadx.tasks.camelyon16.mil_evaluate import evaluate_mil
-from cadx.tasks.camelyon16.mil_predict import predict_mil
+from cadx.tasks.camelyon16.mil_predict import ATTENTION_CHANNEL, predict_mil
 from cadx.training.mil import MilFitSettings, cross_validate
 from cadx.viz.overlay import DEFAULT_CMAP, draw_outlines, thumbnail_scale
+from cadx.wsi.preview import write_overlay_png
 
 #: The quality bar of issue #10, on the demo cohort, as means over the folds.
 TARGET_SLIDE_AUC = 0.90
@@ -135,12 +137,10 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, folds: int = 4, size_px: 
     for name, o in cv.oof.items():
         fold_slides.setdefault(int(o["fold"]), []).append(name)
     galleries: dict[str, Path] = {}
-    overlays: dict[str, Path] = {}
     for fold in sorted(fold_slides):
         ckpt = cv.per_fold[fold]["checkpoint"]
         report = predict_mil(ckpt, features_dir, pred_dir, slides_dir=cohort, slides=fold_slides[fold], top_k=top_k)
         galleries.update(report.galleries)
-        overlays.update(report.overlays)
     times["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -155,10 +155,9 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, folds: int = 4, size_px: 
     mean = {k: float(np.nanmean([f[k] for f in per_fold])) for k in FOLD_METRICS}
     sd = {k: float(np.nanstd([f[k] for f in per_fold], ddof=1)) if len(per_fold) > 1 else float("nan")
           for k in FOLD_METRICS}
-    shown = _shown_slides(metrics["per_slide"])
-    figures = [{"slide": n, "caption": _caption(n, metrics["per_slide"]),
-                "truth_png": _truth_png(out / "truth" / f"{n}.png", _slide_path(slides, n), outlines.get(n, [])),
-                "attention_png": overlays[n], "gallery_png": galleries.get(n)} for n in shown if n in overlays]
+    figures = [{"slide": n, "caption": _caption(n, metrics["per_slide"]), "gallery_png": galleries.get(n),
+                **_figure_pngs(out / "figures", _slide_path(slides, n), pred_dir / f"{n}.h5", outlines.get(n, []))}
+               for n in _shown_slides(metrics["per_slide"])]
     times["evaluate"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t_start
 
@@ -221,18 +220,23 @@ def _slide_path(slides: list[Path], name: str) -> Path:
     return next(p for p in slides if p.stem.lower() == name.lower())
 
 
-def _truth_png(path: Path, slide_path: Path, outlines: list[np.ndarray], *, max_size_px: int = 600) -> Path:
-    """The slide's thumbnail with its true lesion outlines in red."""
+def _figure_pngs(folder: Path, slide_path: Path, grid_h5: Path, outlines: list[np.ndarray], *,
+                 max_size_px: int = 400) -> dict[str, Path]:
+    """The slide with its true lesion outlines (red), and its attention map with the same outlines."""
     with open_slide(slide_path) as slide:
         thumb = slide.get_thumbnail((max_size_px, max_size_px))
         scale = thumbnail_scale(thumb.shape[:2], slide.dimensions)
-    return write_png(path, draw_outlines(thumb, outlines, scale=scale) if outlines else thumb)
+        truth = write_png(folder / f"{slide.name}_truth.png",
+                          draw_outlines(thumb, outlines, scale=scale) if outlines else thumb)
+        attention = write_overlay_png(folder / f"{slide.name}_attention.png", slide, read_score_grid_h5(grid_h5),
+                                      channel=ATTENTION_CHANNEL, max_size_px=max_size_px, outlines=outlines)
+    return {"truth_png": truth, "attention_png": attention}
 
 
-def _shown_slides(per_slide: list[dict[str, Any]]) -> list[str]:
-    """Every tumour slide, most probable first, then the two normal slides the model found most suspicious."""
-    tumour = sorted((r for r in per_slide if r["label"] == "Tumor"), key=lambda r: -r["score"])
-    normal = sorted((r for r in per_slide if r["label"] == "Normal"), key=lambda r: -r["score"])[:2]
+def _shown_slides(per_slide: list[dict[str, Any]], *, n_tumour: int = 8, n_normal: int = 2) -> list[str]:
+    """Tumour slides (most tumour tiles first), then the normal slides the model found most suspicious."""
+    tumour = sorted((r for r in per_slide if r["label"] == "Tumor"), key=lambda r: -r["tumor_tiles"])[:n_tumour]
+    normal = sorted((r for r in per_slide if r["label"] == "Normal"), key=lambda r: -r["score"])[:n_normal]
     return [r["slide"] for r in tumour + normal]
 
 

@@ -74,8 +74,7 @@ class MilPredictReport:
 
 def predict_mil(ckpt: str | Path, features_dir: str | Path, out_dir: str | Path, *,
                 slides_dir: str | Path | None = None, slides: Sequence[str] | None = None, top_k: int = 8,
-                nms_threshold: float = 0.1, nms_radius_um: float = NMS_RADIUS_UM,
-                overlay_outlines: Mapping[str, Sequence[np.ndarray]] | None = None) -> MilPredictReport:
+                nms_threshold: float = 0.1, nms_radius_um: float = NMS_RADIUS_UM) -> MilPredictReport:
     """Score each bag with a MIL checkpoint and write what a viewer or the challenge wants.
 
     Per slide, in ``out_dir``: ``<slide>.h5`` (score grid with :data:`MIL_CHANNELS`, see the module
@@ -103,8 +102,6 @@ def predict_mil(ckpt: str | Path, features_dir: str | Path, out_dir: str | Path,
         Tiles in the gallery.
     nms_threshold, nms_radius_um : float
         Detections: lowest ``detection_score`` and suppression radius.
-    overlay_outlines : mapping, optional
-        Slide -> level-0 polygons drawn in red over its overlay (e.g. the true lesions, for a report).
 
     Returns
     -------
@@ -144,8 +141,7 @@ def predict_mil(ckpt: str | Path, features_dir: str | Path, out_dir: str | Path,
             pred = bag_predict(model, feats.features)
             slide_path = images.get(name) or _recorded_slide(feats.attrs)
             result = _write_slide(out, name, feats, pred, slide_path, ckpt=ckpt, meta=meta, top_k=top_k,
-                                  nms_threshold=nms_threshold, nms_radius_um=nms_radius_um,
-                                  outlines=(overlay_outlines or {}).get(name))
+                                  nms_threshold=nms_threshold, nms_radius_um=nms_radius_um)
         except CadxError as exc:
             report.failures.append((path, str(exc)))
             log.warning("%s", exc)
@@ -267,8 +263,8 @@ def _geometry(feats: TileFeatures, slide_path: Path | None, path: Path) -> tuple
 
 
 def _write_slide(out: Path, name: str, feats: TileFeatures, pred: dict[str, Any], slide_path: Path | None, *,
-                 ckpt: Path, meta: dict[str, Any], top_k: int, nms_threshold: float, nms_radius_um: float,
-                 outlines: Sequence[np.ndarray] | None) -> dict[str, dict[str, Path]]:
+                 ckpt: Path, meta: dict[str, Any], top_k: int, nms_threshold: float,
+                 nms_radius_um: float) -> dict[str, dict[str, Path]]:
     """One slide's grid, detections and (with its image) overlay and gallery."""
     size, wh, mpp = _geometry(feats, slide_path, Path(feats.attrs.get("features_path", name)))
     attrs = {"slide": name, "model": meta["model"]["architecture"], "model_checkpoint": ckpt.name,
@@ -290,8 +286,7 @@ def _write_slide(out: Path, name: str, feats: TileFeatures, pred: dict[str, Any]
         from cadx.wsi.preview import write_overlay_png
 
         with open_slide(slide_path, mpp=mpp) as slide:
-            png = write_overlay_png(out / f"{name}.png", slide, grid, channel=ATTENTION_CHANNEL, max_size_px=600,
-                                    outlines=outlines)
+            png = write_overlay_png(out / f"{name}.png", slide, grid, channel=ATTENTION_CHANNEL, max_size_px=600)
             order = np.argsort(-np.asarray(pred["attention"]), kind="stable")[:top_k]
             gallery = _gallery(slide, feats.coords_xy[order], size, feats.attrs.get("tile_size_px"))
             written = {"overlay": {name: png}, "gallery": {name: write_png(out / f"{name}_top{top_k}.png", gallery)}}
