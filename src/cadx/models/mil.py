@@ -74,6 +74,7 @@ class GatedAttentionMIL(nn.Module):
     Notes
     -----
     ``forward(features)`` takes ``(N, D)`` float (or ``(1, N, D)``) and returns a :class:`MILOutput`.
+    ``uses_instance_loss`` is True: training adds :func:`instance_loss`.
 
     Examples
     --------
@@ -97,6 +98,7 @@ class GatedAttentionMIL(nn.Module):
         self.classifier = nn.Linear(h1, n_classes)
         self.instance_classifier = nn.Linear(h1, 1)
         self.num_classes, self.num_features, self.instance_k = n_classes, h1, instance_k
+        self.uses_instance_loss = True
         self.pretrained_cfg = _pretrained_cfg(in_dim)
 
     def _attend(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -124,6 +126,14 @@ class MaxPoolMIL(nn.Module):
     ``Linear(D, 512) + ReLU + Dropout`` then per-tile logits ``(N, 2)``; a tile's score is its tumour
     log-odds (logit 1 - logit 0) and the bag logits are those of the tile with the highest score.
 
+    Only the pooled tile gets a gradient, so a tumour tile that a random head ranks low is rarely
+    picked and learnt late or never. The tile head therefore starts at zero: the first updates make
+    the score grow with a tile's (non-negative) embedding, which ranks unusual tiles first (on the
+    generated planted-tile bags of the tests, 300 bags x 4 epochs: 10 of 10 seeds learnt the tile,
+    against 4 of 5 with a random head). It is trained without
+    :func:`instance_loss` (``uses_instance_loss`` is False): its instance scores are the scores it
+    pools, and CLAM's bottom-k negatives would push a low-ranked tumour tile further down.
+
     Parameters
     ----------
     in_dim : int
@@ -149,7 +159,10 @@ class MaxPoolMIL(nn.Module):
         _check_sizes(in_dim, n_classes, hidden, dropout=dropout)
         self.fc = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
         self.classifier = nn.Linear(hidden, n_classes)
+        nn.init.zeros_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
         self.num_classes, self.num_features = n_classes, hidden
+        self.uses_instance_loss = False
         self.pretrained_cfg = _pretrained_cfg(in_dim)
 
     def _tiles(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,7 +54,8 @@ class MilFitSettings:
     monitor : {"val_loss", "val_auc"}
         What picks the best epoch (its weights are kept) and drives early stopping.
     instance_weight : float
-        Weight of :func:`~cadx.models.mil.instance_loss` in the loss (0 turns it off).
+        Weight of :func:`~cadx.models.mil.instance_loss` in the loss (0 turns it off); used only for
+        models with ``uses_instance_loss`` (gated attention, not max pooling).
     instance_k : int
         Tiles taken from each end of the attention ranking for the instance loss.
     seed : int
@@ -168,7 +169,8 @@ def fit_mil(model: Any, train: BagDataset, val: BagDataset | None, settings: Mil
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = settings.dropout
-    loss_fn = mil_loss(settings.instance_weight, settings.instance_k)
+    weight = settings.instance_weight if getattr(model, "uses_instance_loss", False) else 0.0
+    loss_fn = mil_loss(weight, settings.instance_k)
     n = len(train)
 
     def batches(start: int) -> Iterator[Any]:
