@@ -155,7 +155,7 @@ def test_unknown_architecture_and_kind_are_config_errors():
         create_model("resnet_nope")
     with pytest.raises(ConfigError, match="unknown model kind 'segmenter'"):
         create_model("resnet18", kind="segmenter")
-    assert set(MODEL_KINDS) == {"classifier", "encoder", "sequence"}
+    assert set(MODEL_KINDS) == {"classifier", "encoder", "sequence", "mil"}
 
 
 def test_activation_defaults_and_choices():
