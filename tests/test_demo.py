@@ -10,8 +10,9 @@ import pytest
 def test_demo_all_small(tmp_path):
     from cadx.tasks.demo import run_demos
 
-    options = {"camelyon16": {"seed": 5, "size_px": 4096, "n_train": 2, "n_test": 4, "tumor_contrast": 0.6,
-                              "warmup_steps": 2, "finetune_steps": 2},
+    cohort = {"seed": 5, "size_px": 4096, "n_train": 2, "n_test": 4, "tumor_contrast": 0.6}
+    options = {"camelyon16": {**cohort, "warmup_steps": 2, "finetune_steps": 2},
+               "mil": {**cohort, "folds": 2, "epochs": 2, "top_k": 3},
                "derm": {"seed": 5, "n_train": 48, "n_test": 24, "image_size": 64, "warmup_steps": 3,
                         "finetune_steps": 3, "explain_images": 4, "gallery_size": 2},
                "ct": {"seed": 5, "n_train": 6, "n_test": 3, "slices_per_study": 6, "size_px": 64, "image_size": 64,
@@ -39,7 +40,7 @@ def test_demo_all_small(tmp_path):
 
     index = (tmp_path / "index.html").read_text()
     assert 'href="camelyon16/report.html"' in index and f"slide AUC {metrics['slide_auc']:.3f}" in index
-    assert [t["error"] for t in json.loads((tmp_path / "index.json").read_text())["tasks"]] == [None, None, None]
+    assert [t["error"] for t in json.loads((tmp_path / "index.json").read_text())["tasks"]] == [None] * 4
 
     derm = tmp_path / "derm"
     d_metrics = json.loads((derm / "metrics.json").read_text())
@@ -54,7 +55,23 @@ def test_demo_all_small(tmp_path):
     assert f"{d_metrics['balanced_accuracy']:.3f}" in d_page and 'href="derm/report.html"' in index
     assert len(list((derm / "gallery").glob("*.png"))) >= 2
 
+    _check_mil(tmp_path / "mil", index)
     _check_ct(tmp_path / "ct", index)
+
+
+def _check_mil(task, index):
+    summary = json.loads((task / "summary.json").read_text())
+    assert summary["cohort_reused"] and summary["cohort"] == str(task.parent / "camelyon16" / "cohort")
+    assert not (task / "cohort").exists()  # the CAMELYON16 demo's slides, not a second cohort
+    assert summary["slides"] == 8 and len(summary["per_fold"]) == 2
+    folds = summary["per_fold"]
+    assert summary["fold_mean"]["slide_auc"] == pytest.approx(sum(f["slide_auc"] for f in folds) / 2)
+    for folder, pattern in (("predictions", "*.h5"), ("predictions", "*_top3.png"), ("features/h5_files", "*.h5")):
+        assert len(list((task / folder).glob(pattern))) == 8, pattern
+    page = (task / "report.html").read_text()
+    assert f"{summary['fold_mean']['slide_auc']:.3f} &plusmn;" in page and "true lesion outlines" in page
+    assert ("Quality bar <b class=\"ok\">met" in page) == summary["quality_bar_met"]
+    assert 'href="mil/report.html"' in index
 
 
 def _check_ct(task, index):

@@ -12,8 +12,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     camelyon = {"seed": args.seed, "size_px": args.size, "n_train": args.train_slides, "n_test": args.test_slides,
                 "tumor_contrast": args.contrast, "max_lesion_um": args.max_lesion_um}
-    result = run_demos(args.out, args.task, options={"camelyon16": camelyon, "derm": {"seed": args.seed},
-                                                                 "ct": {"seed": args.seed}})
+    mil = {**camelyon, "folds": args.folds}  # the same cohort: `cadx demo all` makes it once
+    result = run_demos(args.out, args.task, options={"camelyon16": camelyon, "mil": mil, "derm": {"seed": args.seed},
+                                                     "ct": {"seed": args.seed}})
     return 0 if not result["failed"] else 1
 
 
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="which task (default camelyon16; 'all' runs every task and writes OUT/index.html)")
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--seed", type=int, default=2026)
-    camelyon = demo.add_argument_group("camelyon16 options")
+    camelyon = demo.add_argument_group("camelyon16 and mil options (the mil demo reuses the camelyon16 cohort)")
     camelyon.add_argument("--size", type=positive_int, default=8192, help="slide side in px")
     camelyon.add_argument("--train-slides", type=positive_int, default=6,
                           help="tumour (and as many normal) training slides")
@@ -34,4 +35,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     camelyon.add_argument("--contrast", type=fraction, default=0.2, help="tumour vs normal contrast of the generator")
     camelyon.add_argument("--max-lesion-um", type=positive_float, default=500.0,
                           help="cap on lesion diameters (small micro-metastases keep FROC informative)")
+    camelyon.add_argument("--folds", type=positive_int, default=4,
+                          help="mil: cross-validation folds over all slides (>= 2)")
     demo.set_defaults(func=_demo)

@@ -1,4 +1,4 @@
-"""``cadx evaluate camelyon|derm|ct``: a challenge's own metrics on a predictions folder or file."""
+"""``cadx evaluate camelyon|mil|derm|ct``: a challenge's own metrics on a predictions folder or file."""
 
 from __future__ import annotations
 
@@ -23,6 +23,24 @@ def _camelyon(args: argparse.Namespace) -> int:
     if "tile_auc" in m:
         print(f"tile AUC {m['tile_auc']:.3f}  sensitivity {m['tile_sensitivity']:.3f}  "
               f"specificity {m['tile_specificity']:.3f}")
+    print(f"wrote metrics.json, per_slide.csv, roc.png, froc.png to {args.out or args.pred}")
+    return 0
+
+
+def _mil(args: argparse.Namespace) -> int:
+    from cadx.tasks.camelyon16.mil_evaluate import evaluate_mil
+
+    m = evaluate_mil(args.pred, args.truth, out_dir=args.out, threshold=args.threshold)
+    if args.json:
+        print_json(m)
+        return 0
+    print(f"slides {m['slides']} ({m['tumor_slides']} tumour)  slide AUC {m['slide_auc']:.3f} "
+          f"(95% CI {m['slide_auc_ci95'][0]:.3f}-{m['slide_auc_ci95'][1]:.3f})  "
+          f"sens/spec@{args.threshold} {m['slide_sensitivity']:.2f}/{m['slide_specificity']:.2f}")
+    print(f"tile AUC: attention {m['attention_tile_auc']:.3f} (tumour slides; per-slide mean "
+          f"{m['attention_tile_auc_slide_mean']:.3f})  instance {m['instance_tile_auc']:.3f}  "
+          f"attention x slide probability {m['detection_tile_auc']:.3f} ({m['tiles']} tiles)")
+    print(f"FROC {m['froc']:.3f}  " + "  ".join(f"{k} FP: {v:.3f}" for k, v in m["froc_sensitivities"].items()))
     print(f"wrote metrics.json, per_slide.csv, roc.png, froc.png to {args.out or args.pred}")
     return 0
 
@@ -85,6 +103,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ec.add_argument("--score-column", default="score", help="slide score column: score (max) or rf_score")
     ec.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ec.set_defaults(func=_camelyon)
+    em = es.add_parser("mil", help="attention MIL: slide AUC (bootstrap CI), attention and instance tile AUC, "
+                       "lesion FROC from the attention map; plots")
+    em.add_argument("--pred", required=True, help="folder written by `cadx predict mil`")
+    em.add_argument("--truth", required=True,
+                    help="CAMELYON16 root (training/ and/or testing/) or a testing folder (reference.csv + "
+                         "lesion_annotations/)")
+    em.add_argument("--out", help="where metrics and plots go (default: --pred)")
+    em.add_argument("--threshold", type=fraction, default=0.5, help="slide probability operating point")
+    em.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    em.set_defaults(func=_mil)
     ed = es.add_parser("derm", help="ISIC 2019: balanced accuracy, per-class metrics, one-vs-rest AUC; plots")
     ed.add_argument("--pred", required=True,
                     help="predictions CSV (image + one probability column per class) or its folder")

@@ -1,4 +1,5 @@
-"""``cadx predict slides`` (whole slides -> heatmaps, detections, slide scores) and ``cadx predict derm``
+"""``cadx predict slides`` (whole slides -> heatmaps, detections, slide scores), ``cadx predict mil``
+(features files -> slide probability, attention heatmaps, detections, top-k galleries), ``cadx predict derm``
 (dermoscopy images -> the ISIC submission CSV) and ``cadx predict ct`` (DICOM slices -> the RSNA 2019
 submission and per-study results)."""
 
@@ -39,6 +40,21 @@ def _slides(args: argparse.Namespace) -> int:
                    "(--overwrite redoes them)" if report.skipped else "")
         print(f"predicted {len(report.scores) - len(report.skipped)} of {len(slides)} slides{skipped} -> {args.out} "
               "(slide_scores.csv, <slide>.h5/.png/.csv)")
+    return report_failures(report.failures)
+
+
+def _mil(args: argparse.Namespace) -> int:
+    from cadx.tasks.camelyon16.mil_predict import predict_mil
+
+    report = predict_mil(args.model, args.features, args.out, slides_dir=args.slides, top_k=args.top_k,
+                         nms_threshold=args.nms_threshold, nms_radius_um=args.nms_radius_um)
+    if args.json:
+        print_json({"scores": report.scores, "galleries": report.galleries, "overlays": report.overlays,
+                    "failures": [[str(p), why] for p, why in report.failures], "out": args.out})
+    else:
+        images = f", {len(report.overlays)} with overlay and top-{args.top_k} gallery" if args.slides else ""
+        print(f"predicted {len(report.scores)} slides{images} -> {args.out} "
+              "(slide_scores.csv, <slide>.h5/.csv/.xml/.geojson)")
     return report_failures(report.failures)
 
 
@@ -132,6 +148,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "and these settings)")
     pr.add_argument("--json", action="store_true", help="print slide scores and failures as JSON")
     pr.set_defaults(func=_slides)
+
+    pm = ps.add_parser("mil", help="attention MIL on features files: slide probability, attention heatmaps (HDF5 + "
+                       "PNG), detections (CSV/XML/GeoJSON), top-k attended tiles")
+    pm.add_argument("--model", required=True, help="MIL checkpoint (.pt) from `cadx train mil`")
+    pm.add_argument("--features", required=True, help="folder of `cadx features` (h5_files/<slide>.h5)")
+    pm.add_argument("--out", required=True)
+    pm.add_argument("--slides", help="folder holding the slides (searched recursively): adds the overlay PNG and "
+                    "the gallery of the most attended tiles")
+    pm.add_argument("--top-k", type=positive_int, default=8, help="tiles in the gallery")
+    pm.add_argument("--nms-threshold", type=fraction, default=0.1,
+                    help="lowest attention x slide probability reported as a detection")
+    pm.add_argument("--nms-radius-um", type=positive_float, default=150.0, help="non-maximum suppression radius")
+    pm.add_argument("--json", action="store_true", help="print slide scores, files and failures as JSON")
+    pm.set_defaults(func=_mil)
 
     pd = ps.add_parser("derm", help="dermoscopy images -> predictions.csv in the ISIC submission layout")
     pd.add_argument("images", nargs="+", help="image files and/or directories")

@@ -1,16 +1,20 @@
 """``cadx train [TASK] --config``: fine-tune a model from a validated YAML config.
 
 ``TASK`` is ``camelyon16`` (the default, so ``cadx train --config x.yaml`` trains the CAMELYON16
-tile classifier as before), ``derm`` (ISIC 2019 dermoscopy) or ``ct`` (RSNA 2019 head CT).
+tile classifier as before), ``mil`` (attention MIL on features files, slide labels only), ``derm``
+(ISIC 2019 dermoscopy) or ``ct`` (RSNA 2019 head CT).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 #: task -> help text of its config class
 TASKS = {
     "camelyon16": "tile classifier on a CAMELYON16-layout directory (cadx.tasks.camelyon16.train.TrainConfig)",
+    "mil": "attention MIL on features files from `cadx features`, slide labels only: k-fold cross-validation, "
+           "then a final model on every slide (cadx.tasks.camelyon16.mil.MilTrainConfig)",
     "derm": "dermoscopy classifier on an ISIC 2019 or folder-per-class directory "
             "(cadx.tasks.isic2019.train.DermTrainConfig)",
     "ct": "head-CT haemorrhage classifier on an RSNA 2019 directory (cadx.tasks.rsna_ich.train.CtTrainConfig)",
@@ -18,6 +22,13 @@ TASKS = {
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.task == "mil":
+        from cadx.tasks.camelyon16.mil import MilTrainConfig, train_mil
+
+        path = train_mil(MilTrainConfig.from_yaml(args.config))  # validated before any work starts
+        print(f"cross-validation: {Path(path).parent / 'cv.json'}")
+        print(f"final model: {path}")
+        return 0
     if args.task == "ct":
         from cadx.tasks.rsna_ich.train import CtTrainConfig, train_ct
 
@@ -36,7 +47,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``cadx train``."""
-    train = sub.add_parser("train", help="fine-tune a model: camelyon16 tiles (default), derm images or ct slices",
+    train = sub.add_parser("train", help="train a model: camelyon16 tiles (default), mil on tile features, "
+                                         "derm images or ct slices",
                            description="; ".join(f"{k}: {v}" for k, v in TASKS.items()))
     train.add_argument("task", nargs="?", choices=sorted(TASKS), default="camelyon16",
                        help="what to train (default: camelyon16)")

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,75 @@ from cadx.wsi.tiling import find_slides, tile_slide
 #: The demo's quality bar on its own cohort (issue #3).
 TARGET_SLIDE_AUC = 0.95
 TARGET_FROC = 0.70
+#: Written last into a finished demo cohort: the parameters it was made with.
+DEMO_PARAMS = "demo_params.json"
+
+
+def ensure_demo_cohort(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_train: int = 6,
+                       n_test: int = 16, tumor_contrast: float = 0.2, max_lesion_um: float | None = 500.0,
+                       stale: Sequence[str | Path] = ()) -> Path:
+    """The demo cohort in ``out_dir/cohort``: reused if made with the same parameters, else generated.
+
+    The parameters are recorded in ``cohort/demo_params.json`` (written last, atomically); a cohort
+    that lacks it or records other parameters is removed, with the ``stale`` paths (outputs made
+    from it), and generated again. Both the CAMELYON16 demo and the MIL demo call this.
+
+    Parameters
+    ----------
+    out_dir : path
+        The demo's folder; the cohort goes to ``out_dir/cohort``.
+    seed, size_px, n_train, n_test, tumor_contrast, max_lesion_um
+        See :func:`cadx.synth.cohort.generate_cohort` (``n_train`` tumour and as many normal
+        training slides).
+    stale : sequence of path
+        Removed when the cohort is generated again.
+
+    Returns
+    -------
+    Path
+        The cohort's root (CAMELYON16 layout).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> demo_cohort_params(out / "cohort") is None  # nothing made yet
+    True
+    >>> root = ensure_demo_cohort(out, seed=1, size_px=1024, n_train=1, n_test=1)
+    >>> sorted(p.name for p in (root / "training").iterdir())
+    ['lesion_annotations', 'normal', 'tumor']
+    >>> made = (root / "cohort.csv").stat().st_mtime_ns
+    >>> ensure_demo_cohort(out, seed=1, size_px=1024, n_train=1, n_test=1) == root  # the same: reused
+    True
+    >>> (root / "cohort.csv").stat().st_mtime_ns == made
+    True
+    """
+    import shutil
+
+    out = Path(out_dir)
+    cohort = out / "cohort"
+    params = {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test,
+              "tumor_contrast": tumor_contrast, "max_lesion_um": max_lesion_um}
+    if demo_cohort_params(cohort) == params:  # reuse only an identical cohort
+        return cohort
+    if cohort.exists():
+        shutil.rmtree(cohort)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    generate_cohort(cohort, n_tumor=n_train, n_normal=n_train, n_test=n_test, size_px=size_px, seed=seed,
+                    tumor_contrast=tumor_contrast, max_lesion_um=max_lesion_um)
+    with atomic_path(cohort / DEMO_PARAMS) as tmp:
+        tmp.write_text(json.dumps(params))
+    return cohort
+
+
+def demo_cohort_params(cohort: str | Path) -> dict[str, Any] | None:
+    """The parameters a finished demo cohort was made with (None: not a finished demo cohort)."""
+    made = Path(cohort) / DEMO_PARAMS
+    try:
+        return json.loads(made.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_train: int = 6, n_test: int = 16,
@@ -48,21 +118,10 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
           f"{size_px} px at 0.243 um/px, tumour contrast {tumor_contrast}, lesions <= {max_lesion_um} um")
 
     t = time.perf_counter()
-    cohort = out / "cohort"
     print("[1/4] generating the cohort (CAMELYON16 layout, two staining centres)")
-    params = {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test, "tumor_contrast": tumor_contrast,
-              "max_lesion_um": max_lesion_um}
-    made = cohort / "demo_params.json"
-    if not made.exists() or json.loads(made.read_text()) != params:  # reuse only an identical cohort
-        if cohort.exists():
-            import shutil
-
-            shutil.rmtree(cohort)
-            shutil.rmtree(out / "train", ignore_errors=True)
-        generate_cohort(cohort, n_tumor=n_train, n_normal=n_train, n_test=n_test, size_px=size_px, seed=seed,
-                        tumor_contrast=tumor_contrast, max_lesion_um=max_lesion_um)
-        with atomic_path(made) as tmp:
-            tmp.write_text(json.dumps(params))
+    cohort = ensure_demo_cohort(out, seed=seed, size_px=size_px, n_train=n_train, n_test=n_test,
+                                tumor_contrast=tumor_contrast, max_lesion_um=max_lesion_um,
+                                stale=(out / "train",))
     times["synthesise"] = time.perf_counter() - t
 
     t = time.perf_counter()

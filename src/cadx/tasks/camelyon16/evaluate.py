@@ -71,15 +71,16 @@ def truth_mask(truth_dir: Path, slide: str, size_wh: tuple[int, int], *, level: 
     return None
 
 
-def tile_labels_from_truth(grid: ScoreGrid, truth_dir: Path, slide: str, *,
-                           is_tumor: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Tumour probability and label (1 tumour, 0 normal, -1 ignored) of each scored tile.
+def tile_labels_from_truth(grid: ScoreGrid, truth_dir: Path, slide: str, *, is_tumor: bool = False,
+                           channel: str = TUMOR_CHANNEL) -> tuple[np.ndarray, np.ndarray]:
+    """Score (channel ``channel``) and label (1 tumour, 0 normal, -1 ignored) of each scored tile.
 
-    Labels follow the training rule (:func:`cadx.datasets.tiles.label_tiles`) on the slide's ASAP
-    annotations. A normal slide's tiles are all normal; a tumour slide without annotations (mask
-    only) has its tiles ignored rather than called normal.
+    Tiles are the grid cells scored in ``channel`` (not NaN), in row-major order. Labels follow the
+    training rule (:func:`cadx.datasets.tiles.label_tiles`) on the slide's ASAP annotations. A
+    normal slide's tiles are all normal; a tumour slide without annotations (mask only) has its
+    tiles ignored rather than called normal.
     """
-    probs_grid = grid.channel(TUMOR_CHANNEL)
+    probs_grid = grid.channel(channel)
     rows, cols = np.nonzero(~np.isnan(probs_grid))
     probs = probs_grid[rows, cols]
     coords = np.stack([cols * grid.stride_level0_px, rows * grid.stride_level0_px], 1)

@@ -6,12 +6,17 @@
     ROOT/training/normal/normal_001.tif
     ROOT/testing/images/test_001.tif           ROOT/testing/lesion_annotations/test_001.xml
     ROOT/testing/reference.csv                 (name, Tumor|Normal, ...)
+
+:func:`slide_truth` gives every slide's label and annotation folder, training and testing alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from cadx.errors import InputFileError
+from cadx.io.tables import read_reference
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,53 @@ class Camelyon16Layout:
         from cadx.wsi.tiling import find_slides
 
         return find_slides([self.testing_images])
+
+
+def slide_truth(truth_dir: str | Path) -> dict[str, tuple[int, Path]]:
+    """Slide -> (label, the folder holding its ``lesion_annotations/``), from a CAMELYON16 folder.
+
+    Parameters
+    ----------
+    truth_dir : path
+        A CAMELYON16 root (``training/tumor``, ``training/normal`` and ``training/lesion_annotations``;
+        ``testing/reference.csv`` and ``testing/lesion_annotations``: both parts optional), or a
+        ``testing``-like folder (``reference.csv`` + ``lesion_annotations/``).
+
+    Returns
+    -------
+    dict of str to (int, Path)
+        Lower-case slide names; label 1 tumour, 0 normal.
+
+    Raises
+    ------
+    InputFileError
+        Neither layout, or no slide in it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "lesion_annotations").mkdir()
+    >>> _ = (root / "reference.csv").write_text("Test_001,Tumor,Macro\\ntest_002,Normal\\n")
+    >>> {k: (y, d == root) for k, (y, d) in slide_truth(root).items()}
+    {'test_001': (1, True), 'test_002': (0, True)}
+    """
+    root = Path(truth_dir)
+    if not root.is_dir():
+        raise InputFileError(root, "no such truth folder")
+    if (root / "reference.csv").is_file():
+        return {name: (label, root) for name, label in read_reference(root / "reference.csv").items()}
+    layout = Camelyon16Layout(root)
+    out: dict[str, tuple[int, Path]] = {}
+    if not layout.missing_training_folders():
+        from cadx.wsi.tiling import find_slides
+
+        for label, folder in ((1, layout.training_tumor), (0, layout.training_normal)):
+            out.update({p.stem.lower(): (label, root / "training") for p in find_slides([folder])})
+    if layout.reference_csv.is_file():
+        out.update({n: (y, layout.testing) for n, y in read_reference(layout.reference_csv).items()})
+    if not out:
+        raise InputFileError(root, "no slides: expected reference.csv, or a CAMELYON16 root with training/tumor, "
+                                   "training/normal and/or testing/reference.csv")
+    return out
+
