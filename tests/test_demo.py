@@ -102,8 +102,11 @@ def _check_ct(task, index):
     study = dicom["study"]
     assert study in set(test.studies) and (task / "dicom_results" / study).is_dir()
     assert len(dicom["secondary_capture"]) >= 1
+    from cadx.io.dicom import quiet_uids
+
     for path in [*dicom["secondary_capture"], dicom["sr"]]:
-        ds = pydicom.dcmread(path)
+        with quiet_uids():  # RSNA ids stand in the UID tags; pydicom warns while reading them
+            ds = pydicom.dcmread(path)
         assert ds.StudyInstanceUID == study and ds.PatientID == test.patients[test.studies.index(study)]
         assert ds.SOPClassUID in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.33")  # SC, Comprehensive SR
     assert not list((task / "data_test").rglob("sc_*.dcm")) and not list((task / "data_test").rglob("*sr*.dcm"))
