@@ -105,8 +105,9 @@ def _check_ct(task, index):
     from cadx.io.dicom import quiet_uids
 
     for path in [*dicom["secondary_capture"], dicom["sr"]]:
-        with quiet_uids():  # RSNA ids stand in the UID tags; pydicom warns while reading them
+        with quiet_uids():  # RSNA ids stand in the UID tags; pydicom warns when it parses them
             ds = pydicom.dcmread(path)
+            ds.StudyInstanceUID  # noqa: B018 - parsed on first access
         assert ds.StudyInstanceUID == study and ds.PatientID == test.patients[test.studies.index(study)]
         assert ds.SOPClassUID in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.33")  # SC, Comprehensive SR
     assert not list((task / "data_test").rglob("sc_*.dcm")) and not list((task / "data_test").rglob("*sr*.dcm"))

@@ -140,5 +140,7 @@ def test_export_of_anonymised_rsna_headers_quietly(tmp_path):
         sr = write_findings_sr(tmp_path / "out" / "sr.dcm", paths, {"any": 0.75})
     assert not [w for w in caught if "Invalid value for VR UI" in str(w.message)]
     for path in [*sc, sr]:
-        ds = pydicom.dcmread(path)
+        with quiet_uids():
+            ds = pydicom.dcmread(path)
+            ds.StudyInstanceUID  # noqa: B018 - values are parsed (and warned about) on first access
         assert ds.StudyInstanceUID == "ID_0a1b2c3d4e" and ds.PatientID == "ID_patient7" and ds.PatientName == ""
