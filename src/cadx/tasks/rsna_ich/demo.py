@@ -33,7 +33,7 @@ TARGET_ANY_AUC = 0.95
 BRAIN_WINDOW = (40.0, 80.0)
 
 
-def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 64, n_test: int = 24,
+def run_demo(out_dir: str | Path, *, seed: int = 2026, n_train: int = 128, n_test: int = 24,
              slices_per_study: int = 24, size_px: int = 256, bleed_fraction: float = 0.8, image_size: int = 128,
              warmup_steps: int = 20, finetune_steps: int = 280, sequence_steps: int = 400,
              gallery_slices: int = 3, max_flagged: int = 8, flag_threshold: float = 0.5) -> dict[str, Any]:
