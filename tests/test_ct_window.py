@@ -102,3 +102,16 @@ def test_head_crop_of_a_real_head_ct_keeps_the_whole_head():
     assert crop.shape[0] < max(hu.shape)  # smaller than the field of view
     # nearly all of the body lies inside the square (only small pieces such as the head rest left out)
     assert (crop > BODY_THRESHOLD_HU).sum() >= 0.9 * body.sum()
+
+
+def test_head_box_on_a_coarse_grid_finds_the_exact_edges():
+    from cadx.preprocessing.ct_window import head_box
+
+    hu = np.full((512, 512), -1000.0)
+    yy, xx = np.mgrid[:512, :512]
+    hu[((yy - 251) / 181.0) ** 2 + ((xx - 247) / 143.0) ** 2 <= 1] = 40.0  # rows 70-432, cols 104-390
+    hu[500:505, 20:490] = 200.0  # the table
+    rows = np.flatnonzero((hu[:480] > -300).any(axis=1))
+    cols = np.flatnonzero((hu[:480] > -300).any(axis=0))
+    side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    assert head_box(hu, margin=0.0) == (int(rows[0]), int(round((cols[0] + cols[-1] + 1 - side) / 2)), int(side))

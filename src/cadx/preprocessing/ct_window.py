@@ -118,12 +118,20 @@ def head_box(hu: np.ndarray, *, threshold_hu: float = BODY_THRESHOLD_HU, margin:
 
     hu = np.asarray(hu)
     h, w = hu.shape
-    labels, n = ndimage.label(hu > threshold_hu)
+    step = max(1, min(h, w) // 128)  # the head is found on a coarse grid (about 128 px), then refined
+    coarse = hu[::step, ::step] > threshold_hu
+    labels, n = ndimage.label(coarse)
     if n == 0:
         return 0, 0, max(h, w)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     rows, cols = ndimage.find_objects((labels == int(np.argmax(sizes))).astype(np.int32))[0]
+    if step > 1:  # exact edges at full resolution, within one coarse cell around the coarse box
+        r0, r1 = max(rows.start * step - step, 0), min(rows.stop * step + step, h)
+        c0, c1 = max(cols.start * step - step, 0), min(cols.stop * step + step, w)
+        body = hu[r0:r1, c0:c1] > threshold_hu
+        rr, cc = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+        rows, cols = slice(r0 + rr[0], r0 + rr[-1] + 1), slice(c0 + cc[0], c0 + cc[-1] + 1)
     side0 = max(rows.stop - rows.start, cols.stop - cols.start)
     side = int(round(side0 * (1.0 + 2.0 * margin)))
     row0 = int(round((rows.start + rows.stop - side) / 2.0))
