@@ -35,7 +35,8 @@ def test_tile_mask_known_answer_with_a_hole():
 def test_augmentation_moves_tile_and_mask_together():
     rng = np.random.default_rng(0)
     tile = rng.integers(0, 200, (8, 8, 3), dtype=np.uint8)
-    tile[1:3, 2:6] = 255  # the "tumour" is white
+    tile[1:3, 2:6] = 255  # the "tumour" is white, an L shape that no symmetry maps onto itself
+    tile[3, 2] = 255
     mask = (tile.min(axis=2) == 255).astype(np.float32)
     aug = TileMaskAugment(color=ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.0))
     seen = set()
