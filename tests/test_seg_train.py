@@ -13,8 +13,8 @@ pytest.importorskip("segmentation_models_pytorch")
 from cadx.errors import ConfigError  # noqa: E402
 from cadx.tasks.camelyon16.seg import SegTrainConfig, train_seg  # noqa: E402
 
-SMALL = dict(mpp=1.0, tile_size=64, batch_size=8, warmup_steps=2, steps=10, eval_every=4, val_tiles=32,
-             num_workers=0, seed=1, patience=10)
+SMALL = dict(mpp=1.0, tile_size=64, batch_size=4, warmup_steps=2, steps=6, lr_head=3e-3, lr=3e-3, eval_every=4,
+             val_tiles=32, num_workers=0, seed=1, patience=10)
 
 
 def test_cli_trains_a_segmenter_that_learns(cohort, tmp_path, capsys):
@@ -31,9 +31,9 @@ def test_cli_trains_a_segmenter_that_learns(cohort, tmp_path, capsys):
     path = tmp_path / "run" / "model.pt"
     assert f"best checkpoint: {path}" in capsys.readouterr().out
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert [(h["step"], h["phase"]) for h in history] == [(4, "train"), (8, "train"), (12, "train")]
+    assert [(h["step"], h["phase"]) for h in history] == [(4, "train"), (8, "train")]
     dice = [h["val_dice"] for h in history]
-    assert max(dice) > dice[0] and max(dice) > 0.5, dice
+    assert dice[1] > dice[0] and dice[1] > 0.6, dice  # seed 1: 0.695 -> 0.731 on the development machine
     model, meta = load_checkpoint(path)
     assert meta["model"]["kind"] == "segmenter" and meta["model"]["weights"].startswith("file:")
     assert meta["tile"]["mpp"] == 1.0 and meta["tile"]["size_px"] == 64 and "_2 holes" in meta["tile"]["label_rule"]
@@ -42,11 +42,11 @@ def test_cli_trains_a_segmenter_that_learns(cohort, tmp_path, capsys):
     predictor, _ = load_predictor(path, backend="torch", device="cpu")
     p = predictor.predict(np.zeros((2, 64, 64, 3), np.uint8))
     assert p.shape == (2, 1, 64, 64)
-    # Resume: the same run with more steps continues from step 12.
-    train_seg(SegTrainConfig(data_dir=str(cohort_dir), out_dir=str(tmp_path / "run"), **{**SMALL, "steps": 14}),
+    # Resume: the same run with more steps continues from step 8.
+    train_seg(SegTrainConfig(data_dir=str(cohort_dir), out_dir=str(tmp_path / "run"), **{**SMALL, "steps": 10}),
               show_progress=False)
-    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 16
-    assert [h["step"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [4, 8, 12, 16]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 12
+    assert [h["step"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [4, 8, 12]
 
 
 @pytest.mark.parametrize("override, message", [
