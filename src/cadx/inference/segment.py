@@ -126,6 +126,22 @@ def segment_slide(
         ``[0, tile_size_px // 2]``.
     CadxError
         The model's output is not an ``(N, 1, H, W)`` probability map of the tile's size.
+
+    Examples
+    --------
+    >>> import tempfile, types
+    >>> from cadx.io.slide import ArraySlide, open_slide
+    >>> class Half:  # a stand-in segmenter: probability 0.5 everywhere
+    ...     config = types.SimpleNamespace(architecture="half")
+    ...     def predict(self, x):
+    ...         return np.full((len(x), 1, *x.shape[1:3]), 0.5, np.float32)
+    >>> slide = ArraySlide(np.full((512, 768, 3), (200, 120, 180), np.uint8), mpp=0.5, min_level_size_px=64)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     r = segment_slide(slide, Half(), f"{tmp}/mask.tif", mpp=0.5, tile_size_px=128, min_level_size_px=64)
+    ...     with open_slide(r.path) as m:
+    ...         levels, mpp, value = m.level_dimensions, m.mpp, m.read_region((40, 40), 0, (1, 1))[0, 0, 0]
+    >>> r.downsample, levels, round(mpp, 3), int(value)
+    (4.0, ((192, 128), (96, 64)), 2.0, 128)
     """
     t0 = time.perf_counter()
     k = int(out_downsample)
