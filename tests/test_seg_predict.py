@@ -134,3 +134,11 @@ def test_cli_evaluate_seg_and_predict_seg_errors(predicted, cohort, tmp_path, ca
     assert main(["evaluate", "seg", "--pred", str(tmp_path / "nothing"), "--truth", str(cohort)]) == 2
     assert "no *_mask.tif prediction" in capsys.readouterr().err
     assert main(["predict", "seg", str(tmp_path / "missing_dir"), "--model", "x.pt", "--out", str(tmp_path)]) == 2
+
+
+def test_a_bad_slide_is_listed_and_the_run_goes_on(tmp_path):
+    bad = tmp_path / "broken.tif"
+    bad.write_text("not a slide")
+    report = predict_seg([bad], GreenPredictor(), tmp_path / "out", tile=TILE, show_progress=False)
+    assert [p for p, _ in report.failures] == [bad] and not report.masks
+    assert json.loads((tmp_path / "out" / "predict.json").read_text())["failures"][0][0] == str(bad)
