@@ -92,8 +92,8 @@ def predict_seg(
     threshold : float
         Probability above which a pixel is tumour, for the polygons.
     polygon_mpp : float
-        Resolution (um/px) of the mask level the polygons are traced on (the finest pyramid level
-        no finer than this; coarser keeps memory and vertex counts down).
+        Resolution (um/px) of the mask level the polygons are traced on (the coarsest pyramid level
+        at least this fine; coarser keeps memory and vertex counts down).
     annotations : path, optional
         Ground truth for the figure's outline: a folder with ``<slide>.xml`` (or
         ``lesion_annotations/<slide>.xml``). Without it, ``lesion_annotations/<slide>.xml``
@@ -193,7 +193,7 @@ def _truth_xml(slide_path: Path, name: str, annotations: Path | None) -> Path | 
 
 
 def read_mask_level(mask_path: str | Path, *, mpp: float) -> tuple[np.ndarray, float]:
-    """The probability TIFF's finest level no finer than ``mpp``, as float32 in [0, 1].
+    """The probability TIFF's coarsest level at least as fine as ``mpp`` um/px, as float32 in [0, 1].
 
     Returns
     -------
