@@ -132,3 +132,22 @@ def _check_ct(task, index):
         assert ds.StudyInstanceUID == study and ds.PatientID == test.patients[test.studies.index(study)]
         assert ds.SOPClassUID in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.33")  # SC, Comprehensive SR
     assert not list((task / "data_test").rglob("sc_*.dcm")) and not list((task / "data_test").rglob("*sr*.dcm"))
+
+
+def test_cli_demo_seg_shares_the_cohort_options(monkeypatch, tmp_path):
+    import cadx.tasks.demo as demo
+    from cadx.cli.main import main
+
+    seen = {}
+
+    def fake_run_demos(out, task, *, options):
+        seen.update(task=task, options=options)
+        return {"failed": []}
+
+    monkeypatch.setattr(demo, "run_demos", fake_run_demos)
+    assert main(["demo", "seg", "--out", str(tmp_path), "--size", "4096", "--seg-steps", "7"]) == 0
+    camelyon = seen["options"]["camelyon16"]
+    assert seen["task"] == "seg" and camelyon["size_px"] == 4096
+    assert seen["options"]["seg"] == {**camelyon, "steps": 7}  # the same cohort as the CAMELYON16 demo
+    assert main(["demo", "seg", "--out", str(tmp_path)]) == 0
+    assert seen["options"]["seg"] == seen["options"]["camelyon16"]  # the demo's own step count

@@ -39,7 +39,7 @@ SLIDE_COLUMNS = ("slide", "label", "dice", "iou", "pixel_auc", "sensitivity", "s
 
 def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_train: int = 6, n_test: int = 16,
              tumor_contrast: float = 0.2, max_lesion_um: float | None = 500.0, mpp: float = 1.0,
-             tile_size: int = 128, batch_size: int = 8, warmup_steps: int = 10, steps: int = 60,
+             tile_size: int = 128, batch_size: int = 8, warmup_steps: int = 10, steps: int = 40,
              lr_head: float = 2e-3, lr: float = 5e-4, eval_every: int = 10, patience: int = 4,
              val_tiles: int = 48, num_workers: int = 0, threshold: float = 0.5) -> dict[str, Any]:
     """Train a U-Net on the training slides, segment the test slides, score and report.
@@ -169,5 +169,5 @@ def _shown_slides(rows: list[dict[str, Any]], *, n_tumour: int = 8, n_normal: in
 def _caption(row: dict[str, Any]) -> str:
     if row["label"] == "Tumor":
         return (f"{row['slide']} (tumour): Dice {_fmt(row['dice'])}, {row['lesions_detected']} of {row['lesions']} "
-                f"lesions found, {row['false_positives']} false positives")
+                f"lesions found, {row['false_positives']} false-positive detections")
     return f"{row['slide']} (normal): {row['fp']} false-positive pixels at the evaluation level"
