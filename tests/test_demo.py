@@ -13,6 +13,8 @@ def test_demo_all_small(tmp_path):
     cohort = {"seed": 5, "size_px": 4096, "n_train": 2, "n_test": 4, "tumor_contrast": 0.6}
     options = {"camelyon16": {**cohort, "warmup_steps": 2, "finetune_steps": 2},
                "mil": {**cohort, "folds": 2, "epochs": 2, "top_k": 3},
+               "seg": {**cohort, "mpp": 2.0, "tile_size": 64, "batch_size": 4, "warmup_steps": 1, "steps": 2,
+                       "eval_every": 2, "val_tiles": 8},
                "derm": {"seed": 5, "n_train": 48, "n_test": 24, "image_size": 64, "warmup_steps": 3,
                         "finetune_steps": 3, "explain_images": 4, "gallery_size": 2},
                "ct": {"seed": 5, "n_train": 6, "n_test": 3, "slices_per_study": 6, "size_px": 64, "image_size": 64,
@@ -40,7 +42,7 @@ def test_demo_all_small(tmp_path):
 
     index = (tmp_path / "index.html").read_text()
     assert 'href="camelyon16/report.html"' in index and f"slide AUC {metrics['slide_auc']:.3f}" in index
-    assert [t["error"] for t in json.loads((tmp_path / "index.json").read_text())["tasks"]] == [None] * 4
+    assert [t["error"] for t in json.loads((tmp_path / "index.json").read_text())["tasks"]] == [None] * 5
 
     derm = tmp_path / "derm"
     d_metrics = json.loads((derm / "metrics.json").read_text())
@@ -56,6 +58,7 @@ def test_demo_all_small(tmp_path):
     assert len(list((derm / "gallery").glob("*.png"))) >= 2
 
     _check_mil(tmp_path / "mil", index)
+    _check_seg(tmp_path / "seg", index)
     _check_ct(tmp_path / "ct", index)
 
 
@@ -72,6 +75,24 @@ def _check_mil(task, index):
     assert f"{summary['fold_mean']['slide_auc']:.3f} &plusmn;" in page and "true lesion outlines" in page
     assert ("Quality bar <b class=\"ok\">met" in page) == summary["quality_bar_met"]
     assert 'href="mil/report.html"' in index
+
+
+def _check_seg(task, index):
+    summary = json.loads((task / "summary.json").read_text())
+    metrics = json.loads((task / "seg_metrics.json").read_text())
+    assert summary["cohort_reused"] and not (task / "cohort").exists()  # the CAMELYON16 demo's slides
+    assert summary["slides"] == metrics["slides"] == 4 and summary["dice"] == metrics["dice"]
+    for suffix in ("_mask.tif", ".xml", ".geojson", ".png", "_seg.json"):
+        assert len(list((task / "predictions").glob(f"test_*{suffix}"))) == 4, suffix
+    assert (task / "train" / "model.pt").exists() and (task / "seg_per_slide.csv").exists()
+    dice = metrics["dice"]  # None: no tumour in truth or prediction
+    assert summary["headline"]["pooled Dice"] == pytest.approx(float("nan") if dice is None else dice, nan_ok=True)
+    page = (task / "report.html").read_text()
+    met = dice is not None and dice >= 0.80
+    assert ("Quality bar <b class=\"ok\">met" in page) == summary["quality_bar_met"] == met
+    shown = metrics["tumor_slides"] + min(2, metrics["slides"] - metrics["tumor_slides"])
+    assert page.count("data:image/png;base64,") == shown  # one side-by-side figure per shown slide
+    assert "true lesion outlines" in page and 'href="seg/report.html"' in index
 
 
 def _check_ct(task, index):
@@ -111,3 +132,22 @@ def _check_ct(task, index):
         assert ds.StudyInstanceUID == study and ds.PatientID == test.patients[test.studies.index(study)]
         assert ds.SOPClassUID in ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.33")  # SC, Comprehensive SR
     assert not list((task / "data_test").rglob("sc_*.dcm")) and not list((task / "data_test").rglob("*sr*.dcm"))
+
+
+def test_cli_demo_seg_shares_the_cohort_options(monkeypatch, tmp_path):
+    import cadx.tasks.demo as demo
+    from cadx.cli.main import main
+
+    seen = {}
+
+    def fake_run_demos(out, task, *, options):
+        seen.update(task=task, options=options)
+        return {"failed": []}
+
+    monkeypatch.setattr(demo, "run_demos", fake_run_demos)
+    assert main(["demo", "seg", "--out", str(tmp_path), "--size", "4096", "--seg-steps", "7"]) == 0
+    camelyon = seen["options"]["camelyon16"]
+    assert seen["task"] == "seg" and camelyon["size_px"] == 4096
+    assert seen["options"]["seg"] == {**camelyon, "steps": 7}  # the same cohort as the CAMELYON16 demo
+    assert main(["demo", "seg", "--out", str(tmp_path)]) == 0
+    assert seen["options"]["seg"] == seen["options"]["camelyon16"]  # the demo's own step count

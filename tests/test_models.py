@@ -153,9 +153,9 @@ def test_unreadable_or_missing_weights_files(tmp_path):
 def test_unknown_architecture_and_kind_are_config_errors():
     with pytest.raises(ConfigError, match="unknown architecture 'resnet_nope'"):
         create_model("resnet_nope")
-    with pytest.raises(ConfigError, match="unknown model kind 'segmenter'"):
-        create_model("resnet18", kind="segmenter")
-    assert set(MODEL_KINDS) == {"classifier", "encoder", "sequence", "mil"}
+    with pytest.raises(ConfigError, match="unknown model kind 'detector'"):
+        create_model("resnet18", kind="detector")
+    assert set(MODEL_KINDS) == {"classifier", "encoder", "sequence", "mil", "segmenter"}
 
 
 def test_activation_defaults_and_choices():

@@ -1,11 +1,11 @@
-"""``cadx evaluate camelyon|mil|derm|ct``: a challenge's own metrics on a predictions folder or file."""
+"""``cadx evaluate camelyon|mil|seg|derm|ct``: a challenge's own metrics on a predictions folder or file."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from cadx.cli.common import fraction, print_json
+from cadx.cli.common import fraction, non_negative_int, print_json
 
 
 def _camelyon(args: argparse.Namespace) -> int:
@@ -42,6 +42,29 @@ def _mil(args: argparse.Namespace) -> int:
           f"attention x slide probability {m['detection_tile_auc']:.3f} ({m['tiles']} tiles)")
     print(f"FROC {m['froc']:.3f}  " + "  ".join(f"{k} FP: {v:.3f}" for k, v in m["froc_sensitivities"].items()))
     print(f"wrote metrics.json, per_slide.csv, roc.png, froc.png to {args.out or args.pred}")
+    return 0
+
+
+def _seg(args: argparse.Namespace) -> int:
+    from cadx.tasks.camelyon16.seg_evaluate import evaluate_seg
+
+    m = evaluate_seg(args.pred, args.truth, out_dir=args.out, level=args.level, threshold=args.threshold)
+    if args.json:
+        print_json(m)
+        return 0
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    print(f"slides {m['slides']} ({m['tumor_slides']} tumour)  at level {m['level']}: Dice {num(m['dice'])}  "
+          f"IoU {num(m['iou'])}  pixel AUC {num(m['pixel_auc'])}  sens/spec@{m['threshold']} "
+          f"{num(m['sensitivity'])}/{num(m['specificity'])}")
+    if m["froc"] is not None:
+        print(f"FROC {m['froc']:.3f}  " + "  ".join(f"{k} FP: {v:.3f}" for k, v in m["froc_sensitivities"].items()))
+    for r in m["per_slide"]:
+        print(f"  {r['slide']:<16} {r['label']:<6} Dice {num(r['dice'])}  IoU {num(r['iou'])}  "
+              f"AUC {num(r['pixel_auc'])}")
+    print(f"wrote seg_metrics.json, seg_per_slide.csv to {args.out or args.pred}")
     return 0
 
 
@@ -113,6 +136,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     em.add_argument("--threshold", type=fraction, default=0.5, help="slide probability operating point")
     em.add_argument("--json", action="store_true", help="print the metrics as JSON")
     em.set_defaults(func=_mil)
+    eg = es.add_parser("seg", help="segmentation: Dice, IoU, pixel AUC, sensitivity/specificity per slide and "
+                       "pooled; lesion FROC from the predicted mask")
+    eg.add_argument("--pred", required=True, help="folder written by `cadx predict seg` (<slide>_mask.tif)")
+    eg.add_argument("--truth", required=True, help="CAMELYON16 testing folder: lesion_annotations/ or <slide>_Mask.tif "
+                    "(reference.csv optional: slides without truth are normal)")
+    eg.add_argument("--out", help="where the metrics go (default: --pred)")
+    eg.add_argument("--level", type=non_negative_int, default=5,
+                    help="evaluation level: pixels of 2**level level-0 pixels (5, as the official FROC)")
+    eg.add_argument("--threshold", type=fraction, default=0.5, help="tumour probability")
+    eg.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    eg.set_defaults(func=_seg)
     ed = es.add_parser("derm", help="ISIC 2019: balanced accuracy, per-class metrics, one-vs-rest AUC; plots")
     ed.add_argument("--pred", required=True,
                     help="predictions CSV (image + one probability column per class) or its folder")

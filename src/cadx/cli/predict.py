@@ -1,6 +1,7 @@
 """``cadx predict slides`` (whole slides -> heatmaps, detections, slide scores), ``cadx predict mil``
 (features files -> slide probability, attention heatmaps, detections, top-k galleries), ``cadx predict derm``
-(dermoscopy images -> the ISIC submission CSV) and ``cadx predict ct`` (DICOM slices -> the RSNA 2019
+(dermoscopy images -> the ISIC submission CSV), ``cadx predict seg`` (whole slides -> probability-mask
+TIFFs, tumour outlines, side-by-side figures) and ``cadx predict ct`` (DICOM slices -> the RSNA 2019
 submission and per-study results)."""
 
 from __future__ import annotations
@@ -8,7 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cadx.cli.common import add_mpp_override, fraction, positive_float, positive_int, print_json, report_failures
+from cadx.cli.common import (
+    add_mpp_override,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    print_json,
+    report_failures,
+)
 from cadx.errors import CadxError
 
 
@@ -55,6 +64,37 @@ def _mil(args: argparse.Namespace) -> int:
         images = f", {len(report.overlays)} with overlay and top-{args.top_k} gallery" if args.slides else ""
         print(f"predicted {len(report.scores)} slides{images} -> {args.out} "
               "(slide_scores.csv, <slide>.h5/.csv/.xml/.geojson)")
+    return report_failures(report.failures)
+
+
+def _seg(args: argparse.Namespace) -> int:
+    from cadx.inference.predictor import load_predictor
+    from cadx.tasks.camelyon16.seg_predict import check_tile_spec, predict_seg
+    from cadx.wsi.tiling import find_slides
+
+    slides = find_slides(args.slides)
+    if not slides:
+        raise CadxError(f"no slides found in {', '.join(args.slides)}")
+    predictor, meta = load_predictor(args.model, backend=args.backend)
+    tile = meta.get("tile") or {}
+    check_tile_spec(tile, str(args.model))
+    size = int(tile["size_px"])
+    overlap = size // 4 if args.overlap is None else args.overlap
+    if overlap > size // 2 or size % args.out_downsample or overlap % args.out_downsample:
+        raise CadxError(f"--overlap {overlap} must be at most half the model's tile size {size} px, and "
+                        f"--out-downsample {args.out_downsample} must divide both")
+    report = predict_seg(slides, predictor, args.out, tile=tile, overlap_px=overlap,
+                         out_downsample=args.out_downsample, threshold=args.threshold, batch_size=args.batch_size,
+                         annotations=args.annotations, mpp_override=args.mpp_override,
+                         model_id=meta["checkpoint_sha256"], overwrite=args.overwrite)
+    if args.json:
+        print_json({"masks": report.masks, "failures": [[str(p), why] for p, why in report.failures],
+                    "skipped": [str(p) for p in report.skipped], "out": args.out})
+    else:
+        skipped = (f", {len(report.skipped)} skipped: already predicted with this model and these settings "
+                   "(--overwrite redoes them)" if report.skipped else "")
+        print(f"segmented {len(report.masks) - len(report.skipped)} of {len(slides)} slides{skipped} -> {args.out} "
+              "(<slide>_mask.tif, <slide>.xml/.geojson/.png)")
     return report_failures(report.failures)
 
 
@@ -162,6 +202,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pm.add_argument("--nms-radius-um", type=positive_float, default=150.0, help="non-maximum suppression radius")
     pm.add_argument("--json", action="store_true", help="print slide scores, files and failures as JSON")
     pm.set_defaults(func=_mil)
+
+    sg = ps.add_parser("seg", help="segmentation: probability-mask TIFF (pyramidal, with mpp), tumour outlines "
+                       "(ASAP XML, GeoJSON), H&E with truth | predicted mask (PNG)")
+    sg.add_argument("slides", nargs="+", help="slide files and/or directories")
+    sg.add_argument("--model", required=True, help="segmentation checkpoint (.pt) from `cadx train seg`")
+    sg.add_argument("--out", required=True)
+    _add_backend(sg)
+    sg.add_argument("--overlap", type=non_negative_int,
+                    help="overlap of neighbouring tiles in px at the model's resolution (default: a quarter tile)")
+    sg.add_argument("--out-downsample", type=positive_int, default=4,
+                    help="tile pixels per mask pixel (the mask is this much coarser than the tiles)")
+    sg.add_argument("--threshold", type=fraction, default=0.5, help="tumour probability for the outlines")
+    sg.add_argument("--batch-size", type=positive_int, default=16, help="tiles per model call")
+    sg.add_argument("--annotations", help="folder of ground-truth <slide>.xml for the figure's outline (default: "
+                    "lesion_annotations/ beside the slides' folder, the CAMELYON16 layout)")
+    add_mpp_override(sg)
+    sg.add_argument("--overwrite", action="store_true",
+                    help="predict every slide again (default: skip slides already predicted with this checkpoint "
+                         "and these settings)")
+    sg.add_argument("--json", action="store_true", help="print mask files and failures as JSON")
+    sg.set_defaults(func=_seg)
 
     pd = ps.add_parser("derm", help="dermoscopy images -> predictions.csv in the ISIC submission layout")
     pd.add_argument("images", nargs="+", help="image files and/or directories")

@@ -77,10 +77,12 @@ def label_tiles(tumor_fraction_center: np.ndarray | None, tumor_fraction: np.nda
 
 
 def build_tile_index(coords_files: Sequence[str | Path], *, min_center: float = 0.5,
-                     context_mpp: float | None = None) -> TileIndex:
+                     context_mpp: float | None = None, any_tumor: bool = False) -> TileIndex:
     """Read coordinate files written by ``cadx slide tile --annotations`` into a :class:`TileIndex`.
 
     The slide path and read plan come from each file's attributes (self-describing artefacts).
+    Tiles are labelled by :func:`label_tiles`, or, with ``any_tumor`` (segmentation, where every
+    tile is usable), tumour when any of it is tumour and normal otherwise.
     """
     slides = []
     for f in coords_files:
@@ -94,6 +96,8 @@ def build_tile_index(coords_files: Sequence[str | Path], *, min_center: float = 
                         out_size_px=int(a["tile_size_px"]), read_size_px=int(a["read_size_px"]))
         labels = label_tiles(tc.arrays.get("tumor_fraction_center"), tc.arrays.get("tumor_fraction"),
                              len(tc.coords_xy), min_center=min_center)
+        if any_tumor:
+            labels = np.where(tc.arrays["tumor_fraction"] > 0, TUMOR, NORMAL).astype(np.int64)
         slides.append(SlideTiles(str(a["name"]), Path(a["slide_path"]), tc.coords_xy, labels, plan,
                                  slide_label=int((labels == TUMOR).any())))
     return TileIndex(slides, context_mpp)

@@ -1,7 +1,9 @@
 """Predictors: uint8 tiles in, activated outputs or pooled features out, from PyTorch or ONNX Runtime.
 
 One protocol, :class:`Predictor`: ``predict(x)`` returns the model's outputs after the config's
-activation (softmax, sigmoid or none) and ``embed(x)`` the pooled pre-logit features (timm's
+activation (softmax, sigmoid or none): ``(N, K)`` per tile, or ``(N, K, H, W)`` per pixel for a
+segmenter (kind ``"segmenter"``, whose ``forward_features`` is the whole network and
+``forward_head`` the identity), and ``embed(x)`` the pooled pre-logit features (timm's
 ``forward_head(pre_logits=True)``), e.g. for attention MIL. The input spec (channels, mean, std)
 comes from the model's own :class:`~cadx.models.config.ModelConfig`.
 
@@ -39,7 +41,8 @@ OUTPUTS = ("logits", "features")
 class Predictor(Protocol):
     """What every predictor offers.
 
-    ``predict((N, H, W, C) uint8) -> (N, K) float32`` after the config's activation;
+    ``predict((N, H, W, C) uint8) -> (N, K) float32`` after the config's activation (a segmenter:
+    ``(N, K, H, W)``, the activation applied per pixel);
     ``embed((N, H, W, C) uint8) -> (N, D) float32`` pooled features before the head.
     """
 
@@ -51,7 +54,7 @@ class Predictor(Protocol):
 
 
 def activate(z: np.ndarray, activation: str) -> np.ndarray:
-    """Apply a config activation to raw outputs ``(N, K)``; float32 out.
+    """Apply a config activation to raw outputs ``(N, K)`` or ``(N, K, H, W)`` (softmax over K); float32 out.
 
     Examples
     --------
@@ -60,6 +63,8 @@ def activate(z: np.ndarray, activation: str) -> np.ndarray:
     ([[0.25, 0.75]], [[0.5, 0.75]])
     >>> activate(z, "none").dtype
     dtype('float32')
+    >>> activate(np.zeros((1, 2, 3, 3)), "softmax")[0, :, 1, 1].tolist()
+    [0.5, 0.5]
     """
     z = np.asarray(z, np.float64)
     if activation == "softmax":
@@ -123,11 +128,11 @@ class TorchPredictor:
         return out.float().cpu().numpy()
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Raw outputs ``(N, K)`` before the activation."""
+        """Raw outputs ``(N, K)`` (a segmenter: ``(N, K, H, W)``) before the activation."""
         return self._run(x, pre_logits=False)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """``(N, K)`` float32 after the config's activation."""
+        """``(N, K)`` (a segmenter: ``(N, K, H, W)``) float32 after the config's activation."""
         return activate(self.logits(x), self.config.activation)
 
     def embed(self, x: np.ndarray) -> np.ndarray:
@@ -177,11 +182,11 @@ class OnnxPredictor:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Raw outputs ``(N, K)`` before the activation."""
+        """Raw outputs ``(N, K)`` (a segmenter: ``(N, K, H, W)``) before the activation."""
         return self.session.run([self.output_names[0]], {self._input: model_input(x, self.config)})[0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """``(N, K)`` float32 after the config's activation."""
+        """``(N, K)`` (a segmenter: ``(N, K, H, W)``) float32 after the config's activation."""
         return activate(self.logits(x), self.config.activation)
 
     def embed(self, x: np.ndarray) -> np.ndarray:
@@ -245,6 +250,9 @@ def export_onnx(model: Any, path: str | Path, *, input_size: int | None = None, 
 def predict_tta(predictor: Predictor, x: np.ndarray) -> np.ndarray:
     """Mean of ``predictor.predict`` over the 8 dihedral transforms (flips, rotations) of each tile.
 
+    Per-pixel outputs ``(N, K, H, W)`` (a segmenter's) are transformed back before averaging, so
+    each output pixel stays aligned with its input pixel.
+
     Parameters
     ----------
     predictor : Predictor
@@ -253,13 +261,31 @@ def predict_tta(predictor: Predictor, x: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    ndarray, (N, K) float32
+    ndarray, (N, K) or (N, K, H, W) float32
     """
     acc = None
     for k in range(8):
         p = predictor.predict(np.stack([dihedral(t, k) for t in x]))
+        if p.ndim == 4:
+            p = undo_dihedral_maps(p, k)
         acc = p if acc is None else acc + p
     return (acc / 8.0).astype(np.float32)
+
+
+def undo_dihedral_maps(maps: np.ndarray, k: int) -> np.ndarray:
+    """Map outputs ``(N, K, H, W)`` of tiles transformed by ``dihedral(tile, k)`` back to the tiles' frame.
+
+    Examples
+    --------
+    >>> m = np.arange(4.0).reshape(1, 1, 2, 2)
+    >>> all(np.array_equal(undo_dihedral_maps(dihedral(m[0, 0], k)[None, None], k), m) for k in range(8))
+    True
+    """
+    out = np.moveaxis(maps, (2, 3), (0, 1))  # (H, W, N, K): dihedral acts on the first two axes
+    if k >= 4:
+        out = out[:, ::-1]
+    out = np.rot90(out, -(k % 4), axes=(0, 1))
+    return np.ascontiguousarray(np.moveaxis(out, (0, 1), (2, 3)))
 
 
 def load_predictor(checkpoint: str | Path, *, backend: str = "auto",

@@ -6,7 +6,10 @@ its pooled features (:data:`RESNET50_TRUNC` is CLAM's ResNet-50 cut after ``laye
 ``"sequence"``, a study-level model over per-slice embeddings (:mod:`cadx.models.sequence`;
 architecture ``gru-<hidden>`` or ``conv-<hidden>``, ``in_chans`` = the embedding length); and
 ``"mil"``, a multiple-instance model over a slide's tile features (:mod:`cadx.models.mil`;
-architecture ``abmil`` or ``maxmil``, ``in_chans`` = the feature length). Every model carries a
+architecture ``abmil`` or ``maxmil``, ``in_chans`` = the feature length); and ``"segmenter"``, a
+segmentation-models-pytorch decoder on a timm encoder whose outputs are per-pixel logits
+``(N, K, H, W)`` (:mod:`cadx.models.segmenter`; architecture ``unet-<timm name>`` or
+``fpn-<timm name>``, ImageNet weights into the encoder). Every model carries a
 :class:`~cadx.models.config.ModelConfig` (architecture, outputs, input size, mean, std, activation,
 where its weights came from) as ``model.cadx_config``; checkpoints save it, so preprocessing is
 never typed twice.
@@ -72,11 +75,15 @@ class ModelKind:
     outputs : callable, optional
         ``outputs(module) -> K`` for kinds whose output count the architecture fixes (an encoder's
         feature length); ``None``: the ``num_classes`` asked for.
+    weights_name : callable, optional
+        ``weights_name(architecture) -> timm name`` whose offline ImageNet weights ``pretrained=True``
+        looks up (a segmenter's encoder); ``None``: the architecture itself.
     """
 
     build: Callable[..., Built]
     default_activation: str
     outputs: Callable[[Any], int] | None = None
+    weights_name: Callable[[str], str] | None = None
 
 
 #: kind name -> :class:`ModelKind`. Add kinds with :func:`register_model_kind`.
@@ -84,9 +91,11 @@ MODEL_KINDS: dict[str, ModelKind] = {}
 
 
 def register_model_kind(kind: str, build: Callable[..., Built], *, default_activation: str,
-                        outputs: Callable[[Any], int] | None = None) -> None:
+                        outputs: Callable[[Any], int] | None = None,
+                        weights_name: Callable[[str], str] | None = None) -> None:
     """Make ``create_model(..., kind=kind)`` and checkpoints of that kind buildable (see :class:`ModelKind`)."""
-    MODEL_KINDS[kind] = ModelKind(build=build, default_activation=default_activation, outputs=outputs)
+    MODEL_KINDS[kind] = ModelKind(build=build, default_activation=default_activation, outputs=outputs,
+                                  weights_name=weights_name)
 
 
 def _kind(kind: str) -> ModelKind:
@@ -116,7 +125,9 @@ def create_model(
         Entry of :data:`MODEL_KINDS`; ``"classifier"``: the backbone with a new ``num_classes`` head;
         ``"encoder"``: the frozen backbone (eval mode, no gradients) without a head, whose outputs
         (``predict`` and ``embed`` alike) are its D pooled features; ``name`` may also be
-        :data:`RESNET50_TRUNC`.
+        :data:`RESNET50_TRUNC`. ``"segmenter"``: ``name`` is ``unet-<timm name>`` (or ``fpn-``),
+        outputs are ``num_classes`` per-pixel maps (default activation ``sigmoid``), ImageNet
+        weights (``pretrained``) go into the encoder.
     pretrained : bool, str or Path
         ``False``: random init. ``True``: offline ImageNet weights (packaged for
         ``tf_efficientnet_lite0``, else ``$CADX_WEIGHTS_DIR/<name>.pth``), an error if none.
@@ -162,9 +173,10 @@ def create_model(
     activation = activation or spec.default_activation
     source: bool | str | Path = False
     if pretrained is True:
-        source = builtin_weights_file(name) or find_local_weights(name)
+        lookup = spec.weights_name(name) if spec.weights_name is not None else name
+        source = builtin_weights_file(lookup) or find_local_weights(lookup)
         if source is None:
-            raise WeightsUnavailableError(how_to_provide(name))
+            raise WeightsUnavailableError(how_to_provide(lookup))
     elif isinstance(pretrained, str) and pretrained == "hub":
         source = "hub"
     elif isinstance(pretrained, (str, Path)):
@@ -326,7 +338,20 @@ def _mil_model(name: str, *, pretrained: bool | str | Path, num_classes: int, in
     return build_mil_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
 
 
+def _segmenter(name: str, *, pretrained: bool | str | Path, num_classes: int, in_chans: int) -> Built:
+    """Kind ``"segmenter"``: :mod:`cadx.models.segmenter` (smp decoder on a timm encoder; imported when first built)."""
+    from cadx.models.segmenter import build_segmenter
+
+    return build_segmenter(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
+
+
+def _segmenter_encoder(name: str) -> str:
+    """``unet-tf_efficientnet_lite0`` -> ``tf_efficientnet_lite0`` (whose offline weights the encoder takes)."""
+    return name.partition("-")[2] or name
+
+
 register_model_kind("classifier", _timm_classifier, default_activation="softmax")
 register_model_kind("encoder", _encoder, default_activation="none", outputs=_encoder_outputs)
 register_model_kind("sequence", _sequence_model, default_activation="sigmoid")
 register_model_kind("mil", _mil_model, default_activation="softmax")
+register_model_kind("segmenter", _segmenter, default_activation="sigmoid", weights_name=_segmenter_encoder)

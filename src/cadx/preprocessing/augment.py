@@ -110,6 +110,40 @@ class TileAugment:
         return np.concatenate(groups, axis=2)
 
 
+@dataclass(frozen=True)
+class TileMaskAugment:
+    """Segmentation augmentation: the same symmetry for a tile and its mask, colour jitter on the tile only.
+
+    Parameters
+    ----------
+    color : ColorJitter, optional
+        ``None``: no colour change.
+    symmetries : bool
+        Apply one random rotation/flip of the square (:func:`dihedral`) to both.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tile = np.zeros((4, 4, 3), np.uint8); tile[0, :2] = 255
+    >>> mask = (tile[:, :, 0] > 0).astype(np.float32)
+    >>> t, m = TileMaskAugment(color=None)(tile, mask, np.random.default_rng(3))
+    >>> t.shape, m.shape, np.array_equal(m > 0, t[:, :, 0] > 0), np.array_equal(m, mask)
+    ((4, 4, 3), (4, 4), True, False)
+    """
+
+    color: ColorJitter | None = ColorJitter()
+    symmetries: bool = True
+
+    def __call__(self, tile: np.ndarray, mask: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if self.symmetries:
+            k = int(rng.integers(8))
+            tile, mask = dihedral(tile, k), dihedral(mask, k)
+        if self.color is not None:
+            tile = self.color(tile, rng)
+        return tile, mask
+
+
 def random_scale_crop(
     img: np.ndarray,
     rng: np.random.Generator,

@@ -122,3 +122,62 @@ def polygon_mask(rows: np.ndarray, cols: np.ndarray, shape_hw: tuple[int, int]) 
         parity = np.cumsum(toggles.reshape(b - a, w + 1)[:, :w], axis=1) & 1
         mask[a:b] = parity.astype(bool)
     return mask
+
+
+def polygons_from_mask(
+    mask: np.ndarray,
+    *,
+    downsample: float = 1.0,
+    origin_xy: Sequence[float] = (0.0, 0.0),
+    min_vertices: int = 3,
+) -> list[tuple[np.ndarray, int]]:
+    """Outlines of a boolean mask as level-0 polygons: the inverse of :func:`rasterize_polygons`.
+
+    Contours run between foreground and background pixel centres (marching squares at 0.5,
+    :func:`skimage.measure.find_contours` on the mask padded with background, so every contour
+    closes). Each foreground pixel's centre lies inside its outline and each background pixel's
+    outside, so rasterising the result at the same ``downsample`` and ``origin_xy`` gives the mask
+    back (regions touching only at a corner are the exception marching squares leaves ambiguous).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (rows, cols)
+    downsample : float
+        Level-0 pixels per mask pixel.
+    origin_xy : (float, float)
+        Level-0 position of the mask's top-left corner.
+    min_vertices : int
+        Contours with fewer vertices are dropped.
+
+    Returns
+    -------
+    list of (coords_xy, value)
+        Level-0 ``(x, y)`` vertices (float64, (N, 2), the closing vertex not repeated); value 1
+        for an outer boundary, 0 for a hole. Outer boundaries come first, so the list paints back
+        in order (an island inside a hole is painted over by the hole).
+
+    Examples
+    --------
+    >>> m = np.zeros((6, 6), bool); m[1:5, 1:5] = True; m[2:4, 2:4] = False
+    >>> polys = polygons_from_mask(m, downsample=10)
+    >>> [(len(p), v) for p, v in polys]
+    [(16, 1), (8, 0)]
+    >>> bool((rasterize_polygons(polys, m.shape, downsample=10) == m).all())
+    True
+    """
+    from skimage import measure
+
+    m = np.pad(np.asarray(mask, bool), 1).astype(np.uint8)
+    ox, oy = float(origin_xy[0]), float(origin_xy[1])
+    outer: list[tuple[np.ndarray, int]] = []
+    holes: list[tuple[np.ndarray, int]] = []
+    for c in measure.find_contours(m, 0.5):
+        rc = c[:-1] if len(c) > 1 and np.array_equal(c[0], c[-1]) else c
+        if len(rc) < min_vertices:
+            continue
+        x = ox + (rc[:, 1] - 1 + 0.5) * downsample
+        y = oy + (rc[:, 0] - 1 + 0.5) * downsample
+        # Shoelace area in (x, y): find_contours winds around foreground one way, holes the other.
+        area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+        (outer if area > 0 else holes).append((np.stack([x, y], 1), 1 if area > 0 else 0))
+    return outer + holes

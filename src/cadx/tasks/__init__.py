@@ -13,6 +13,8 @@ TASKS: dict[str, tuple[str, str]] = {
     "camelyon16": ("CAMELYON16: lymph-node metastases on whole slides", "cadx.tasks.camelyon16.demo"),
     "mil": ("Attention MIL: tumour regions from slide labels alone (CAMELYON16 cohort)",
             "cadx.tasks.camelyon16.mil_demo"),
+    "seg": ("Segmentation: tumour pixels from the lesion polygons (CAMELYON16 cohort)",
+            "cadx.tasks.camelyon16.seg_demo"),
     "derm": ("ISIC 2019 dermoscopy: melanoma, naevus, basal cell carcinoma", "cadx.tasks.isic2019.demo"),
     "ct": ("RSNA 2019 head CT: intracranial haemorrhage, five subtypes and any", "cadx.tasks.rsna_ich.demo"),
 }

@@ -107,6 +107,24 @@ def demo_cohort_params(cohort: str | Path) -> dict[str, Any] | None:
         return None
 
 
+def find_or_make_cohort(out: Path, params: dict[str, Any]) -> tuple[Path, bool]:
+    """The demo cohort with ``params``: the CAMELYON16 demo's when it matches, else made in ``out/cohort``.
+
+    For the demos that reuse the CAMELYON16 demo's slides (MIL, segmentation): under ``cadx demo all``
+    that is ``out/../camelyon16/cohort``.
+
+    Returns
+    -------
+    cohort : Path
+    reused : bool
+        Whether an existing cohort was used.
+    """
+    for candidate in (out.parent / "camelyon16" / "cohort", out / "cohort"):
+        if demo_cohort_params(candidate) == params:
+            return candidate, True
+    return ensure_demo_cohort(out, **params), False
+
+
 def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_train: int = 6, n_test: int = 16,
              tumor_contrast: float = 0.2, max_lesion_um: float | None = 500.0, warmup_steps: int = 15,
              finetune_steps: int = 90) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from cadx.io.images import write_png
 from cadx.io.slide import open_slide
 from cadx.models.factory import DEFAULT_ENCODER, create_model
 from cadx.report.html import write_html
-from cadx.tasks.camelyon16.demo import demo_cohort_params, ensure_demo_cohort
+from cadx.tasks.camelyon16.demo import find_or_make_cohort
 from cadx.tasks.camelyon16.layout import Camelyon16Layout, slide_truth
 from cadx.tasks.camelyon16.mil_evaluate import evaluate_mil
 from cadx.tasks.camelyon16.mil_predict import ATTENTION_CHANNEL, predict_mil
@@ -41,21 +41,6 @@ TARGET_SLIDE_AUC = 0.90
 TARGET_ATTENTION_TILE_AUC = 0.85
 #: Per-fold metrics reported as mean +- sd.
 FOLD_METRICS = ("slide_auc", "attention_tile_auc", "instance_tile_auc", "froc")
-
-
-def find_or_make_cohort(out: Path, params: dict[str, Any]) -> tuple[Path, bool]:
-    """The demo cohort with ``params``: the CAMELYON16 demo's when it matches, else made in ``out/cohort``.
-
-    Returns
-    -------
-    cohort : Path
-    reused : bool
-        Whether an existing cohort was used.
-    """
-    for candidate in (out.parent / "camelyon16" / "cohort", out / "cohort"):
-        if demo_cohort_params(candidate) == params:
-            return candidate, True
-    return ensure_demo_cohort(out, **params), False
 
 
 def run_demo(out_dir: str | Path, *, seed: int = 2026, folds: int = 4, size_px: int = 8192, n_train: int = 6,
