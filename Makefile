@@ -1,5 +1,5 @@
 # cadx: two set-up commands, both self-contained on a fresh machine.
-#   make demo  -> creates .venv, installs cadx with the ONNX extra, runs the main job on the built-in default
+#   make demo  -> creates .venv, installs cadx with the demo extras, runs the main job on the built-in default
 #   make test  -> installs the dev extras, runs ruff, the import contract, the tests and the docstring examples
 # Every pip install is constrained by constraints.txt (exact torch/torchvision/ruff versions).
 PYTHON ?= python3.11
@@ -17,9 +17,9 @@ $(PY):
 
 venv: $(PY)
 
-# The demo runs inference through ONNX Runtime (`onnx`), Grad-CAM (`explain`) and DICOM (`ct`).
+# The demo runs inference through ONNX Runtime (`onnx`), Grad-CAM (`explain`), DICOM (`ct`) and U-Nets (`seg`).
 install: $(PY)
-	$(PIP_INSTALL) -e '.[onnx,explain,ct]'
+	$(PIP_INSTALL) -e '.[onnx,explain,ct,seg]'
 
 install-dev: $(PY)
 	$(PIP_INSTALL) -e '.[dev]'
