@@ -129,3 +129,17 @@ def slide_truth(truth_dir: str | Path) -> dict[str, tuple[int, Path]]:
                                    "training/normal and/or testing/reference.csv")
     return out
 
+
+def check_training_root(value: str) -> str:
+    """``value`` if it is a CAMELYON16 root with the training folders, else ``ValueError`` saying what is missing.
+
+    The one check behind the ``data_dir`` of every CAMELYON16 training config (pydantic validators
+    turn the ValueError into a one-line config error naming the key).
+    """
+    root = Path(value)
+    if not root.is_dir():
+        raise ValueError(f"no such folder: {value}")
+    missing = Camelyon16Layout(root).missing_training_folders()
+    if missing:
+        raise ValueError(f"{value} has no {' or '.join(missing)} folder (CAMELYON16 layout)")
+    return value

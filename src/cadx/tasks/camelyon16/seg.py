@@ -30,7 +30,7 @@ from cadx.models.checkpoint import save_checkpoint
 from cadx.models.device import resolve_device
 from cadx.models.factory import create_model
 from cadx.preprocessing.augment import TileMaskAugment
-from cadx.tasks.camelyon16.layout import Camelyon16Layout
+from cadx.tasks.camelyon16.layout import Camelyon16Layout, check_training_root
 from cadx.tasks.camelyon16.train import JITTER_FRAC, _val_positions, ensure_coords, split_slides
 from cadx.training.config import CONFIG_DICT, ModelTrainConfig
 from cadx.training.loop import RESUME_FILE, FitResult, Phase, fit, read_resume_file
@@ -126,13 +126,7 @@ class SegTrainConfig(ModelTrainConfig):
     @field_validator("data_dir")
     @classmethod
     def _camelyon_layout(cls, value: str) -> str:
-        root = Path(value)
-        if not root.is_dir():
-            raise ValueError(f"no such folder: {value}")
-        missing = Camelyon16Layout(root).missing_training_folders()
-        if missing:
-            raise ValueError(f"{value} has no {' or '.join(missing)} folder (CAMELYON16 layout)")
-        return value
+        return check_training_root(value)
 
 
 def _evaluate(model: Any, batches: list[tuple[Any, Any]], device: str, threshold: float) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from cadx.models.checkpoint import save_checkpoint
 from cadx.models.device import resolve_device
 from cadx.models.factory import create_model
 from cadx.preprocessing.augment import TileAugment
-from cadx.tasks.camelyon16.layout import Camelyon16Layout
+from cadx.tasks.camelyon16.layout import Camelyon16Layout, check_training_root
 from cadx.training.config import (
     CONFIG_DICT,
     ModelTrainConfig,
@@ -109,13 +109,7 @@ class TrainConfig(ModelTrainConfig):
     @field_validator("data_dir")
     @classmethod
     def _camelyon_layout(cls, value: str) -> str:
-        root = Path(value)
-        if not root.is_dir():
-            raise ValueError(f"no such folder: {value}")
-        missing = Camelyon16Layout(root).missing_training_folders()
-        if missing:
-            raise ValueError(f"{value} has no {' or '.join(missing)} folder (CAMELYON16 layout)")
-        return value
+        return check_training_root(value)
 
 
 
