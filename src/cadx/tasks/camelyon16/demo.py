@@ -83,8 +83,8 @@ def ensure_demo_cohort(out_dir: str | Path, *, seed: int = 2026, size_px: int = 
 
     out = Path(out_dir)
     cohort = out / "cohort"
-    params = {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test,
-              "tumor_contrast": tumor_contrast, "max_lesion_um": max_lesion_um}
+    params = cohort_params(seed=seed, size_px=size_px, n_train=n_train, n_test=n_test,
+                           tumor_contrast=tumor_contrast, max_lesion_um=max_lesion_um)
     if demo_cohort_params(cohort) == params:  # reuse only an identical cohort
         return cohort
     if cohort.exists():
@@ -96,6 +96,19 @@ def ensure_demo_cohort(out_dir: str | Path, *, seed: int = 2026, size_px: int = 
     with atomic_path(cohort / DEMO_PARAMS) as tmp:
         tmp.write_text(json.dumps(params))
     return cohort
+
+
+def cohort_params(*, seed: int, size_px: int, n_train: int, n_test: int, tumor_contrast: float,
+                  max_lesion_um: float | None) -> dict[str, Any]:
+    """The parameters that identify a demo cohort (recorded in it; a demo reuses only an equal one).
+
+    Examples
+    --------
+    >>> sorted(cohort_params(seed=1, size_px=512, n_train=1, n_test=2, tumor_contrast=0.2, max_lesion_um=None))
+    ['max_lesion_um', 'n_test', 'n_train', 'seed', 'size_px', 'tumor_contrast']
+    """
+    return {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test,
+            "tumor_contrast": tumor_contrast, "max_lesion_um": max_lesion_um}
 
 
 def demo_cohort_params(cohort: str | Path) -> dict[str, Any] | None:

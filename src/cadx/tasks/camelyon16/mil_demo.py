@@ -28,7 +28,7 @@ from cadx.io.images import write_png
 from cadx.io.slide import open_slide
 from cadx.models.factory import DEFAULT_ENCODER, create_model
 from cadx.report.html import write_html
-from cadx.tasks.camelyon16.demo import find_or_make_cohort
+from cadx.tasks.camelyon16.demo import cohort_params, find_or_make_cohort
 from cadx.tasks.camelyon16.layout import Camelyon16Layout, slide_truth
 from cadx.tasks.camelyon16.mil_evaluate import evaluate_mil
 from cadx.tasks.camelyon16.mil_predict import ATTENTION_CHANNEL, predict_mil
@@ -74,8 +74,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, folds: int = 4, size_px: 
     out = Path(out_dir)
     t_start = time.perf_counter()
     times: dict[str, float] = {}
-    params = {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test,
-              "tumor_contrast": tumor_contrast, "max_lesion_um": max_lesion_um}
+    params = cohort_params(seed=seed, size_px=size_px, n_train=n_train, n_test=n_test,
+                           tumor_contrast=tumor_contrast, max_lesion_um=max_lesion_um)
     print(f"cadx demo mil (seed {seed}): gated-attention MIL from slide labels only, {folds}-fold cross-validation "
           f"over all {2 * n_train + n_test} slides of the CAMELYON16 demo cohort")
 

@@ -24,7 +24,7 @@ from cadx import __version__
 from cadx.inference.predictor import load_predictor
 from cadx.io.atomic import atomic_path
 from cadx.report.html import write_html
-from cadx.tasks.camelyon16.demo import find_or_make_cohort
+from cadx.tasks.camelyon16.demo import cohort_params, find_or_make_cohort
 from cadx.tasks.camelyon16.layout import Camelyon16Layout
 from cadx.tasks.camelyon16.seg import SegTrainConfig, train_seg
 from cadx.tasks.camelyon16.seg_evaluate import evaluate_seg
@@ -69,8 +69,8 @@ def run_demo(out_dir: str | Path, *, seed: int = 2026, size_px: int = 8192, n_tr
     out = Path(out_dir)
     t_start = time.perf_counter()
     times: dict[str, float] = {}
-    params = {"seed": seed, "size_px": size_px, "n_train": n_train, "n_test": n_test,
-              "tumor_contrast": tumor_contrast, "max_lesion_um": max_lesion_um}
+    params = cohort_params(seed=seed, size_px=size_px, n_train=n_train, n_test=n_test,
+                           tumor_contrast=tumor_contrast, max_lesion_um=max_lesion_um)
     print(f"cadx demo seg (seed {seed}): U-Net on tf_efficientnet_lite0 trained on the lesion polygons of the "
           f"CAMELYON16 demo cohort ({2 * n_train} training slides), scored on its {n_test} test slides")
 
